@@ -1,0 +1,12 @@
+"""`cnngraph import`: not built yet."""
+
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser("import", help="(not built yet)")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    raise NotImplementedError

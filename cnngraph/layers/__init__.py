@@ -1,0 +1,46 @@
+"""The layer registry: one file per layer family, every kind registered here.
+
+Generic code (spec, graph, report, fcview, tests) loops over `REGISTRY`, so a
+new layer kind is checked by every generic test automatically.
+
+>>> sorted(REGISTRY)[:3]
+['add', 'avgpool', 'batchnorm']
+"""
+
+from __future__ import annotations
+
+from ..errors import LayerError, did_you_mean
+from .activation import LeakyRelu, Relu, Sigmoid, Tanh
+from .add import Add
+from .base import Fusion, Layer
+from .batchnorm import BatchNorm
+from .concat import Concat
+from .conv import Conv
+from .dropout import Dropout
+from .flatten import Flatten
+from .linear import Linear
+from .lrn import LRN
+from .pad import Pad
+from .pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
+from .softmax import Softmax
+
+REGISTRY: dict[str, type[Layer]] = {
+    cls.kind: cls
+    for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Relu, LeakyRelu, Sigmoid, Tanh,
+                Softmax, Flatten, Linear, BatchNorm, LRN, Dropout, Concat, Add, Pad)
+}
+
+
+def make(kind: str, attrs: dict | None = None) -> Layer:
+    """Build a validated layer from its kind and raw attributes.
+
+    >>> make("maxpool", {"kernel": 2}).infer_shape([(6, 28, 28)])
+    (6, 14, 14)
+    """
+    cls = REGISTRY.get(kind)
+    if cls is None:
+        raise LayerError(f"unknown layer kind '{kind}'", hint=did_you_mean(kind, REGISTRY))
+    return cls.from_attrs(attrs or {})
+
+
+__all__ = ["REGISTRY", "Fusion", "Layer", "make"]

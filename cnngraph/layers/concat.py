@@ -1,0 +1,38 @@
+"""Concatenation along channels (Inception's branch merge)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import LayerError
+from .base import Fusion, Layer
+
+
+class Concat(Layer):
+    """`concat: {from: [b1, b2, b3]}`: inputs must agree on every dim but the channels."""
+
+    kind = "concat"
+    category = Fusion.CONCAT
+    n_inputs = None
+
+    def infer_shape(self, in_shapes):
+        first = in_shapes[0]
+        for s in in_shapes[1:]:
+            if len(s) != len(first) or tuple(s[1:]) != tuple(first[1:]):
+                raise LayerError(f"expected inputs that differ only in channels, got shapes "
+                                 f"{', '.join(str(tuple(x)) for x in in_shapes)}")
+        return (sum(s[0] for s in in_shapes), *first[1:])
+
+    def receptive_field(self, in_shapes, rfs):
+        return largest_rf(rfs)
+
+    def reference(self, xs, params):
+        return np.concatenate(xs, axis=1)
+
+
+def largest_rf(rfs):
+    """Over several paths, each spatial dim keeps the largest window (the DAG rule)."""
+    known = [r for r in rfs if r is not None]
+    if not known:
+        return None
+    return tuple(max(dims, key=lambda t: t[0]) for dims in zip(*known))

@@ -1,0 +1,106 @@
+"""Convolution, 1D/2D/3D, with stride, padding, dilation, groups (incl. depthwise) and bias."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import LayerError
+from .base import (Attr, Fusion, Layer, boolean, check_windows, fan_in_bound, ints, padding, per_dim,
+                   pos_int, resolve_pads, spatial_input, uniform, unseen_warnings, window_rf, windows)
+
+
+def _groups(v):
+    if v == "depthwise":
+        return v
+    return pos_int(v, "a positive integer or 'depthwise'")
+
+
+class Conv(Layer):
+    """`conv: {out: 64, kernel: 3, stride: 1, padding: 1, dilation: 1, groups: 1, bias: true}`"""
+
+    kind = "conv"
+    category = Fusion.ANCHOR
+    attrs = (
+        Attr("out", pos_int, None, "output channels (default: input channels)"),
+        Attr("kernel", ints(), doc="kernel size, an int or one per spatial dim"),
+        Attr("stride", ints(), 1),
+        Attr("padding", padding, 0),
+        Attr("dilation", ints(), 1),
+        Attr("groups", _groups, 1, "channel groups; 'depthwise' = one per input channel"),
+        Attr("bias", boolean, True),
+    )
+
+    # ---- geometry, shared by every facet ----
+    def geometry(self, in_shape):
+        """(nd, kernel, stride, dilation, pads) for this input."""
+        nd = spatial_input(self, in_shape)
+        k, s, d = (per_dim(self, n, nd) for n in ("kernel", "stride", "dilation"))
+        return nd, k, s, d, resolve_pads(self, in_shape[1:], k, s, d)
+
+    def channels(self, in_shape) -> tuple[int, int, int]:
+        """(in, out, groups) with 'depthwise' and the default `out` resolved, checked."""
+        cin = in_shape[0]
+        groups = cin if self.groups == "depthwise" else self.groups
+        cout = self.out if self.out is not None else cin
+        if cin % groups:
+            raise LayerError(f"groups={groups} does not divide the {cin} input channels", attr="groups")
+        if cout % groups:
+            raise LayerError(f"groups={groups} does not divide the {cout} output channels", attr="groups")
+        return cin, cout, groups
+
+    def op_name(self, in_shapes):
+        return f"conv{len(in_shapes[0]) - 1}d"
+
+    def infer_shape(self, in_shapes):
+        nd, k, s, d, pads = self.geometry(in_shapes[0])
+        _, cout, _ = self.channels(in_shapes[0])
+        return (cout, *check_windows(in_shapes[0][1:], k, s, d, pads))
+
+    def param_shapes(self, in_shapes):
+        _, k, *_ = self.geometry(in_shapes[0])
+        cin, cout, g = self.channels(in_shapes[0])
+        shapes = {"weight": (cout, cin // g, *k)}
+        if self.bias:
+            shapes["bias"] = (cout,)
+        return shapes
+
+    def macs(self, in_shapes, out_shape):
+        _, k, *_ = self.geometry(in_shapes[0])
+        cin, _, g = self.channels(in_shapes[0])
+        return math.prod(out_shape) * (cin // g) * math.prod(k)
+
+    def receptive_field(self, in_shapes, rfs):
+        _, k, s, d, pads = self.geometry(in_shapes[0])
+        return window_rf(rfs[0], k, s, d, pads)
+
+    def warnings(self, in_shapes):
+        return unseen_warnings(self, in_shapes[0], self.geometry(in_shapes[0]), self.infer_shape(in_shapes))
+
+    def init_params(self, in_shapes, rng):
+        shapes = self.param_shapes(in_shapes)
+        w = shapes["weight"]
+        bound = fan_in_bound(math.prod(w[1:]))
+        return {name: uniform(rng, bound, shape) for name, shape in shapes.items()}
+
+    def reference(self, xs, params):
+        x = xs[0]
+        nd, k, s, d, pads = self.geometry(x.shape[1:])
+        cin, cout, g = self.channels(x.shape[1:])
+        out_sp = check_windows(x.shape[2:], k, s, d, pads)
+        w = params["weight"].astype(x.dtype)
+        xp = np.pad(x, [(0, 0), (0, 0), *pads])
+        n = x.shape[0]
+        xg = xp.reshape(n, g, cin // g, *xp.shape[2:])
+        wg = w.reshape(g, cout // g, cin // g, *k)
+        y = np.zeros((n, g, cout // g, *out_sp), dtype=x.dtype)
+        for offs, view in windows(xg.reshape(n, g * (cin // g), *xp.shape[2:]), k, s, d, out_sp):
+            v = view.reshape(n, g, cin // g, *out_sp)
+            tap = wg[(slice(None), slice(None), slice(None), *offs)]  # (g, og, ig)
+            y += np.einsum("ngi...,goi->ngo...", v, tap)
+        y = y.reshape(n, cout, *out_sp)
+        if self.bias:
+            y += params["bias"].astype(x.dtype).reshape(1, cout, *([1] * nd))
+        return y
+

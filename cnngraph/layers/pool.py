@@ -1,0 +1,131 @@
+"""Pooling: max and average windows (1D/2D/3D, ceil_mode, count_include_pad) and global pools."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import (Attr, Fusion, Layer, boolean, check_windows, ints, padding, per_dim, resolve_pads,
+                   spatial_input, unseen_warnings, window_rf, windows)
+
+
+class _Window(Layer):
+    """Shared geometry of max and average pooling; `stride` defaults to the kernel."""
+
+    category = Fusion.POOL
+    attrs = (
+        Attr("kernel", ints(), doc="window size, an int or one per spatial dim"),
+        Attr("stride", ints(), None, "default: the kernel"),
+        Attr("padding", padding, 0),
+        Attr("ceil_mode", boolean, False),
+    )
+
+    def geometry(self, in_shape):
+        nd = spatial_input(self, in_shape)
+        k = per_dim(self, "kernel", nd)
+        s = k if self.stride is None else per_dim(self, "stride", nd)
+        d = per_dim(self, "dilation", nd) if hasattr(self, "dilation") else (1,) * nd
+        return nd, k, s, d, resolve_pads(self, in_shape[1:], k, s, d)
+
+    def out_spatial(self, in_shape):
+        _, k, s, d, pads = self.geometry(in_shape)
+        return check_windows(in_shape[1:], k, s, d, pads, self.ceil_mode)
+
+    def op_name(self, in_shapes):
+        return f"{self.kind}{len(in_shapes[0]) - 1}d"
+
+    def infer_shape(self, in_shapes):
+        return (in_shapes[0][0], *self.out_spatial(in_shapes[0]))
+
+    def receptive_field(self, in_shapes, rfs):
+        _, k, s, d, pads = self.geometry(in_shapes[0])
+        return window_rf(rfs[0], k, s, d, pads)
+
+    def warnings(self, in_shapes):
+        return unseen_warnings(self, in_shapes[0], self.geometry(in_shapes[0]), self.infer_shape(in_shapes))
+
+    def _padded(self, x, fill):
+        """Pad with `fill`, plus extra high padding so ceil-mode windows stay in bounds."""
+        _, k, s, d, pads = self.geometry(x.shape[1:])
+        out_sp = self.out_spatial(x.shape[1:])
+        widths = [(0, 0), (0, 0)]
+        for n, kk, ss, dd, (lo, hi), o in zip(x.shape[2:], k, s, d, pads, out_sp):
+            need = (o - 1) * ss + dd * (kk - 1) + 1  # padded extent the windows touch
+            widths.append((lo, max(hi, need - n - lo)))
+        return np.pad(x, widths, constant_values=fill), k, s, d, out_sp
+
+
+class MaxPool(_Window):
+    """`maxpool: {kernel: 3, stride: 2, padding: 0, dilation: 1, ceil_mode: false}`"""
+
+    kind = "maxpool"
+    attrs = _Window.attrs + (Attr("dilation", ints(), 1),)
+
+    def reference(self, xs, params):
+        xp, k, s, d, out_sp = self._padded(xs[0], -np.inf)
+        y = None
+        for _, view in windows(xp, k, s, d, out_sp):
+            y = view.copy() if y is None else np.maximum(y, view)
+        return y
+
+
+class AvgPool(_Window):
+    """`avgpool: {kernel: 2, stride: 2, padding: 0, ceil_mode: false, count_include_pad: true}`
+
+    The divisor follows PyTorch: the window clipped to the padded input when
+    `count_include_pad`, else clipped to the real input.
+    """
+
+    kind = "avgpool"
+    attrs = _Window.attrs + (Attr("count_include_pad", boolean, True),)
+
+    def divisor(self, in_shape) -> np.ndarray:
+        """Per-output-position divisor, shape (1, 1, *out_spatial); separable per dim."""
+        _, k, s, _, pads = self.geometry(in_shape)
+        div = np.ones(())
+        for n, kk, ss, (lo, hi), o in zip(in_shape[1:], k, s, pads, self.out_spatial(in_shape)):
+            start = np.arange(o) * ss - lo
+            a, b = (-lo, n + hi) if self.count_include_pad else (0, n)
+            div = np.multiply.outer(div, np.minimum(start + kk, b) - np.maximum(start, a))
+        return div.reshape(1, 1, *div.shape)
+
+    def reference(self, xs, params):
+        xp, k, s, d, out_sp = self._padded(xs[0], 0.0)
+        total = sum(v for _, v in windows(xp, k, s, d, out_sp))
+        return (total / self.divisor(xs[0].shape[1:])).astype(xs[0].dtype)
+
+
+class _Global(Layer):
+    category = Fusion.OPAQUE
+
+    def op_name(self, in_shapes):
+        return self.kind
+
+    def infer_shape(self, in_shapes):
+        nd = spatial_input(self, in_shapes[0])
+        return (in_shapes[0][0],) + (1,) * nd
+
+    def receptive_field(self, in_shapes, rfs):
+        if rfs[0] is None:
+            return None
+        return tuple((size + (n - 1) * jump, jump * n, start + (n - 1) / 2 * jump)
+                     for (size, jump, start), n in zip(rfs[0], in_shapes[0][1:]))
+
+
+class GlobalAvgPool(_Global):
+    """`global_avgpool`: mean over all spatial positions, keeps (C, 1, ...)."""
+
+    kind = "global_avgpool"
+
+    def reference(self, xs, params):
+        x = xs[0]
+        return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype)
+
+
+class GlobalMaxPool(_Global):
+    """`global_maxpool`: max over all spatial positions, keeps (C, 1, ...)."""
+
+    kind = "global_maxpool"
+
+    def reference(self, xs, params):
+        x = xs[0]
+        return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)

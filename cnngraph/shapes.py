@@ -1,0 +1,64 @@
+"""The one output-size formula and the helpers around it.
+
+Every stage (shape inference, report, FC view, codegen bounds) asks this module;
+nobody re-derives the formula.
+
+>>> out_size(224, 11, stride=4, pad_lo=2, pad_hi=2)
+55
+>>> out_size(112, 3, stride=2, ceil_mode=True)
+56
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def out_size(n: int, k: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
+             dilation: int = 1, ceil_mode: bool = False) -> int:
+    """Windows along one dim: floor((n + lo + hi - d*(k-1) - 1) / s) + 1.
+
+    With `ceil_mode` the division rounds up, but the last window must start
+    inside the input or the left padding (PyTorch's and ONNX's rule).
+    Returns a value < 1 when no window fits; callers report that as an error.
+    """
+    span = n + pad_lo + pad_hi - dilation * (k - 1) - 1
+    if span < 0:
+        return 0
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= n + pad_lo:
+        out -= 1
+    return out
+
+
+def same_pads(n: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    """(lo, hi) padding so that out = ceil(n / stride); the odd pixel goes at the end.
+
+    >>> same_pads(224, 3, 2)
+    (0, 1)
+    """
+    total = max((math.ceil(n / stride) - 1) * stride + (k - 1) * dilation + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def unseen(n: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int, out: int) -> int:
+    """Input rows/cols (of the real input, not padding) after the last window ends.
+
+    >>> unseen(227, 11, 4, 0, 0, 1, out_size(227, 11, 4))
+    0
+    >>> unseen(224, 11, 4, 0, 0, 1, out_size(224, 11, 4))
+    1
+    """
+    last_end = (out - 1) * stride + dilation * (k - 1) + 1 - pad_lo  # exclusive, input coords
+    return max(n - last_end, 0)
+
+
+def numel(shape) -> int:
+    """Number of elements of a shape.
+
+    >>> numel((3, 4, 5))
+    60
+    """
+    return math.prod(shape)

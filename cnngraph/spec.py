@@ -1,0 +1,477 @@
+"""YAML spec -> frozen `NetSpec`: safe loading with source positions, block
+expansion (parameters, `repeat`, `when`), name scoping and reference resolution.
+
+A spec is a mapping with `input`, `layers` and optional `name`, `output`,
+`blocks`; see docs/spec.md. Each layer entry is `kind` or `{kind: {attrs}}`,
+where the reserved attributes `name`, `from`, `when` and `repeat` work for
+every kind, and a kind may be a block defined under `blocks`.
+
+>>> net = loads("input: [1, 8, 8]\\nlayers: [{conv: {out: 4, kernel: 3}}, relu]")
+>>> [(l.name, l.kind, l.inputs) for l in net.layers]
+[('conv1', 'conv', ('input',)), ('relu1', 'relu', ('conv1',))]
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import os
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from .errors import LayerError, Pos, SpecError, did_you_mean
+from .layers import REGISTRY, Layer, make
+from .layers.base import MAX_SIZE
+
+INPUT = "input"
+RESERVED = ("name", "from", "when", "repeat")
+TOP_KEYS = ("name", "description", "input", "output", "blocks", "layers")
+BLOCK_KEYS = ("description", "args", "layers", "output")
+MAX_DEPTH = 16  # nested block uses
+MAX_LAYERS = 100_000
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One expanded layer: unique name, validated layer object, resolved inputs, positions."""
+
+    name: str
+    kind: str
+    layer: Layer
+    inputs: tuple[str, ...]
+    pos: Pos
+    attr_pos: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    def where(self, attr: str | None = None) -> Pos:
+        """The position of an attribute's value, else of the layer entry."""
+        return self.attr_pos.get(attr, self.pos) if attr else self.pos
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A whole network: input shape (no batch), expanded layers in spec order, output name."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerSpec, ...]
+    output: str
+    path: str
+    input_pos: Pos
+    source: str = ""  # the YAML text, kept for cache keys
+
+
+# ---- YAML with positions ----------------------------------------------------
+
+class YMap(dict):
+    """A mapping that remembers where it, its keys and its values are."""
+
+    pos: Pos
+    key_pos: dict
+    val_pos: dict
+
+
+class YList(list):
+    pos: Pos
+    item_pos: list
+
+
+def _pos(file, node) -> Pos:
+    return Pos(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _convert(node, file, loader):
+    if isinstance(node, yaml.MappingNode):
+        m = YMap()
+        m.pos, m.key_pos, m.val_pos = _pos(file, node), {}, {}
+        for knode, vnode in node.value:
+            key = _convert(knode, file, loader)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise SpecError(f"expected a plain key, got {type(key).__name__}", pos=_pos(file, knode))
+            if key in m:
+                raise SpecError(f"duplicate key '{key}' (first at line {m.key_pos[key].line})",
+                                pos=_pos(file, knode))
+            m[key] = _convert(vnode, file, loader)
+            m.key_pos[key], m.val_pos[key] = _pos(file, knode), _pos(file, vnode)
+        return m
+    if isinstance(node, yaml.SequenceNode):
+        items = YList(_convert(n, file, loader) for n in node.value)
+        items.pos, items.item_pos = _pos(file, node), [_pos(file, n) for n in node.value]
+        return items
+    return loader.construct_object(node, deep=True)
+
+
+def load_yaml(text: str, file: str = "<string>"):
+    """Parse YAML safely (no object construction), keeping positions; errors as SpecError."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            raise SpecError("expected a mapping with 'input' and 'layers', got an empty file",
+                            pos=Pos(file, 1, 1))
+        return _convert(node, file, yaml.SafeLoader(""))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        pos = Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file, 1, 1)
+        raise SpecError(f"YAML syntax error: {e.problem or e.context}", pos=pos) from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"YAML error: {e}", pos=Pos(file, 1, 1)) from None
+
+
+# ---- parameter substitution -------------------------------------------------
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv, ast.Mod: operator.mod,
+        ast.USub: operator.neg, ast.UAdd: operator.pos}
+_VAR = re.compile(r"^\$([A-Za-z_]\w*)$")
+_EXPR = re.compile(r"^\$\{(.*)\}$")
+
+
+def _eval(expr: str, args: dict, pos: Pos):
+    """Evaluate `${...}`: numbers, argument names, + - * / // % and parentheses only."""
+    def ev(n):
+        if isinstance(n, ast.Expression):
+            return ev(n.body)
+        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
+            return n.value
+        if isinstance(n, ast.Name):
+            if n.id not in args:
+                raise SpecError(f"unknown block argument '{n.id}' in '${{{expr}}}'", pos=pos,
+                                hint=did_you_mean(n.id, args))
+            return args[n.id]
+        if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
+            return _OPS[type(n.op)](ev(n.left), ev(n.right))
+        if isinstance(n, ast.UnaryOp) and type(n.op) in _OPS:
+            return _OPS[type(n.op)](ev(n.operand))
+        raise SpecError(f"expected arithmetic on numbers and block arguments, got '${{{expr}}}'", pos=pos)
+    try:
+        value = ev(ast.parse(expr, mode="eval"))
+    except SyntaxError:
+        raise SpecError(f"expected an arithmetic expression, got '${{{expr}}}'", pos=pos) from None
+    except (ZeroDivisionError, TypeError) as e:
+        raise SpecError(f"cannot evaluate '${{{expr}}}': {e}", pos=pos) from None
+    if isinstance(value, float) and value.is_integer() and "/" in expr and "//" not in expr:
+        value = int(value)
+    return value
+
+
+def _subst(value, args: dict, pos: Pos):
+    """Replace `$name` and `${expr}` (whole values, also inside lists) by argument values."""
+    if isinstance(value, str):
+        m = _VAR.match(value)
+        if m:
+            if m.group(1) not in args:
+                raise SpecError(f"unknown block argument '${m.group(1)}'", pos=pos,
+                                hint=did_you_mean(m.group(1), args))
+            return args[m.group(1)]
+        m = _EXPR.match(value)
+        if m:
+            return _eval(m.group(1), args, pos)
+        return value
+    if isinstance(value, list):
+        items = getattr(value, "item_pos", [pos] * len(value))
+        return [_subst(v, args, p) for v, p in zip(value, items)]
+    return value
+
+
+# ---- expansion ----------------------------------------------------------------
+
+@dataclass
+class _Scope:
+    """One block instance (or the top level): name prefix, its local names, its arguments."""
+
+    prefix: str
+    locals: set
+    args: dict
+    parent: "_Scope | None"
+    input: str  # the name this scope's first layer reads from
+    counters: dict = field(default_factory=dict)
+
+    def full(self, local: str) -> str:
+        return f"{self.prefix}.{local}" if self.prefix else local
+
+    def resolve(self, ref: str) -> str:
+        scope = self
+        while scope is not None:
+            if ref in scope.locals:
+                return scope.full(ref)
+            scope = scope.parent
+        return ref
+
+
+@dataclass
+class _Raw:
+    """A layer before reference checking."""
+
+    name: str
+    kind: str
+    layer: Layer
+    refs: list  # [(resolved name, Pos)]
+    pos: Pos
+    attr_pos: dict
+
+
+class _Expander:
+    def __init__(self, file: str, blocks: dict):
+        self.file = file
+        self.blocks = blocks
+        self.out: list[_Raw] = []
+        self.names: dict[str, Pos] = {INPUT: None}
+        self.alias: dict[str, tuple[str, Pos]] = {}  # skipped layer -> its input
+
+    def err(self, msg, pos, layer=None, op=None, hint=None):
+        return SpecError(msg, pos=pos, layer=layer, op=op, hint=hint)
+
+    def entries(self, items, scope: _Scope, depth: int) -> str:
+        """Expand a list of layer entries in `scope`; returns the name of the last one."""
+        if not isinstance(items, list):
+            raise self.err(f"expected a list of layers, got {type(items).__name__}", getattr(items, "pos", None))
+        if not items:
+            raise self.err("expected at least one layer, got an empty list", getattr(items, "pos", None))
+        prev = scope.input
+        for item, pos in zip(items, items.item_pos):
+            prev = self.entry(item, pos, scope, prev, depth)
+        return prev
+
+    def split(self, item, pos):
+        """An entry -> (kind, attrs YMap, kind position)."""
+        if isinstance(item, str):
+            empty = YMap()
+            empty.pos, empty.key_pos, empty.val_pos = pos, {}, {}
+            return item, empty, pos
+        if isinstance(item, YMap) and len(item) == 1:
+            kind, attrs = next(iter(item.items()))
+            if attrs is None:
+                attrs = YMap()
+                attrs.pos, attrs.key_pos, attrs.val_pos = item.val_pos[kind], {}, {}
+            if not isinstance(attrs, YMap):
+                raise self.err(f"expected a mapping of attributes after '{kind}:', got {attrs!r}",
+                               item.val_pos[kind], hint=f"write '{kind}: {{...}}'")
+            return str(kind), attrs, item.key_pos[kind]
+        if isinstance(item, YMap):
+            raise self.err(f"expected one layer kind per entry, got keys {', '.join(map(str, item))}", pos,
+                           hint="put attributes inside the kind: '- conv: {out: 8, kernel: 3}'")
+        raise self.err(f"expected a layer entry ('relu' or '{{conv: {{...}}}}'), got {item!r}", pos)
+
+    def entry(self, item, pos, scope: _Scope, prev: str, depth: int) -> str:
+        kind, attrs, kpos = self.split(item, pos)
+        a = {k: _subst(v, scope.args, attrs.val_pos[k]) for k, v in attrs.items()}
+        vpos = {k: attrs.val_pos[k] for k in attrs}
+        name = a.pop("name", None)
+        if name is not None and not isinstance(name, (str, int)):
+            raise self.err(f"expected a string name, got {name!r}", vpos["name"])
+        if kind not in REGISTRY and kind not in self.blocks:
+            raise self.err(f"unknown layer kind '{kind}'", kpos, layer=name,
+                           hint=did_you_mean(kind, list(REGISTRY) + list(self.blocks)))
+        local = str(name) if name is not None else self.auto_name(kind, scope)
+        full = scope.full(local)
+        when = a.pop("when", True)
+        if not isinstance(when, bool):
+            raise self.err(f"expected true or false for 'when', got {when!r}", vpos["when"], layer=full)
+        refs = self.refs(a.pop("from", None), vpos.get("from", kpos), scope, prev, full)
+        repeat = a.pop("repeat", 1)
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 10_000:
+            raise self.err(f"expected 'repeat' to be a positive integer, got {repeat!r}", vpos["repeat"], layer=full)
+        if not when:
+            if len(refs) != 1:
+                raise self.err("a layer skipped with 'when: false' must have exactly one input", kpos, layer=full)
+            self.define(full, kpos, kind)
+            self.alias[full] = refs[0]
+            return full
+        if repeat > 1:
+            self.define(full, kpos, kind)
+            self.alias[full] = None  # filled below: the name of the last repetition
+            last = None
+            for i in range(repeat):
+                r = self.one(kind, a, vpos, kpos, f"{full}.{i}", refs if i == 0 else [(last, kpos)], scope, depth)
+                last = r
+            self.alias[full] = (last, kpos)
+            return full
+        return self.one(kind, a, vpos, kpos, full, refs, scope, depth)
+
+    def one(self, kind, a, vpos, kpos, full, refs, scope, depth) -> str:
+        if kind in self.blocks:
+            return self.use_block(kind, a, vpos, kpos, full, refs, scope, depth)
+        self.define(full, kpos, kind)
+        try:
+            layer = make(kind, a)
+        except LayerError as e:
+            raise self.err(e.msg, vpos.get(e.attr, kpos), layer=full, op=kind, hint=e.hint) from None
+        if layer.n_inputs == 1 and len(refs) != 1:
+            raise self.err(f"expected 1 input, got {len(refs)}", vpos.get("from", kpos), layer=full, op=kind)
+        if layer.n_inputs is None and len(refs) < 2:
+            raise self.err(f"expected 2 or more inputs in 'from', got {len(refs)}", vpos.get("from", kpos),
+                           layer=full, op=kind, hint=f"write '{kind}: {{from: [a, b]}}'")
+        if len(self.out) >= MAX_LAYERS:
+            raise self.err(f"expected at most {MAX_LAYERS} layers, got more (too large to be sane)", kpos)
+        self.out.append(_Raw(full, kind, layer, refs, kpos, vpos))
+        return full
+
+    def use_block(self, kind, a, vpos, kpos, full, refs, scope, depth) -> str:
+        if depth >= MAX_DEPTH:
+            raise self.err(f"blocks nested deeper than {MAX_DEPTH} (does block '{kind}' use itself?)", kpos,
+                           layer=full)
+        block = self.blocks[kind]
+        params = block.get("args") or {}
+        for k in a:
+            if k not in params:
+                raise self.err(f"unknown argument '{k}' for block '{kind}' (expected "
+                               f"{', '.join(map(str, params)) or 'none'})", vpos[k], layer=full,
+                               hint=did_you_mean(k, params))
+        args = {}
+        for k, default in params.items():
+            if k in a:
+                args[k] = a[k]
+            elif default is None:
+                raise self.err(f"missing required argument '{k}' for block '{kind}'", kpos, layer=full)
+            else:
+                args[k] = default
+        if len(refs) != 1:
+            raise self.err(f"a block takes 1 input, got {len(refs)}", vpos.get("from", kpos), layer=full)
+        self.define(full, kpos, kind)
+        inner = _Scope(full, _local_names(block["layers"]), args, scope, input=f"{full}.{INPUT}")
+        self.alias[f"{full}.{INPUT}"] = refs[0]
+        last = self.entries(block["layers"], inner, depth + 1)
+        out = block.get("output")
+        self.alias[full] = ((inner.full(str(out)) if out is not None else last), kpos)
+        return full
+
+    def auto_name(self, kind, scope) -> str:
+        n = scope.counters.get(kind, 0) + 1
+        scope.counters[kind] = n
+        return f"{kind}{n}"
+
+    def define(self, full, pos, kind):
+        if full in self.names:
+            first = self.names[full]
+            where = "the network input" if first is None else f"line {first.line}"
+            raise self.err(f"duplicate layer name (already used at {where})", pos, layer=full, op=kind)
+        self.names[full] = pos
+
+    def refs(self, value, pos, scope, prev, who) -> list:
+        if value is None:
+            return [(prev, pos)]
+        values = value if isinstance(value, list) else [value]
+        items = getattr(value, "item_pos", None) or [pos] * len(values)
+        out = []
+        for v, p in zip(values, items):
+            if not isinstance(v, (str, int)):
+                raise self.err(f"expected a layer name in 'from', got {v!r}", p, layer=who)
+            out.append((scope.resolve(str(v)), p))
+        return out
+
+    def final(self, ref: str, pos: Pos, who: str, op: str) -> str:
+        """Follow aliases (skipped layers, block outputs) to a real layer name."""
+        seen = set()
+        while ref in self.alias:
+            if ref in seen:
+                raise self.err(f"cyclic reference through '{ref}'", pos, layer=who, op=op)
+            seen.add(ref)
+            ref, pos = self.alias[ref]
+        if ref not in self.names:
+            raise self.err(f"unknown layer '{ref}' in 'from'", pos, layer=who, op=op,
+                           hint=did_you_mean(ref, [n for n in self.names if n not in self.alias]))
+        return ref
+
+
+def _local_names(items) -> set:
+    names = set()
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, YMap) and len(item) == 1:
+            attrs = next(iter(item.values()))
+            if isinstance(attrs, YMap) and isinstance(attrs.get("name"), (str, int)):
+                names.add(str(attrs["name"]))
+    return names
+
+
+def _input_shape(doc, file) -> tuple[int, ...]:
+    if "input" not in doc:
+        raise SpecError("missing 'input' (the input shape without batch, e.g. [3, 224, 224])", pos=doc.pos)
+    shape, pos = doc["input"], doc.val_pos["input"]
+    if isinstance(shape, YMap) and "shape" in shape:
+        shape, pos = shape["shape"], shape.val_pos["shape"]
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 4:
+        raise SpecError(f"expected 'input' as [channels, *spatial] with 0 to 3 spatial dims, got {shape!r}",
+                        pos=pos)
+    for v in shape:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SpecError(f"expected positive integer sizes in 'input', got {v!r}", pos=pos)
+        if v > MAX_SIZE:
+            raise SpecError(f"expected input sizes of at most {MAX_SIZE}, got {v} (too large to be sane)", pos=pos)
+    return tuple(shape)
+
+
+def _blocks(doc, file) -> dict:
+    if doc.get("blocks") is None:
+        return {}
+    blocks = doc["blocks"]
+    if not isinstance(blocks, YMap):
+        raise SpecError(f"expected 'blocks' to be a mapping of block definitions, got {blocks!r}",
+                        pos=doc.val_pos["blocks"])
+    for bname, body in blocks.items():
+        bpos = blocks.val_pos[bname]
+        if bname in REGISTRY:
+            raise SpecError(f"block name '{bname}' shadows the built-in layer kind", pos=blocks.key_pos[bname])
+        if not isinstance(body, YMap) or "layers" not in body:
+            raise SpecError(f"expected block '{bname}' to be a mapping with 'layers' (and optional 'args')",
+                            pos=bpos)
+        for k in body:
+            if k not in BLOCK_KEYS:
+                raise SpecError(f"unknown key '{k}' in block '{bname}' (expected {', '.join(BLOCK_KEYS)})",
+                                pos=body.key_pos[k], hint=did_you_mean(k, BLOCK_KEYS))
+        args = body.get("args")
+        if args is not None and not isinstance(args, YMap):
+            raise SpecError(f"expected 'args' of block '{bname}' to map names to defaults (~ = required)",
+                            pos=body.val_pos["args"])
+        for k in args or {}:
+            if k in RESERVED:
+                raise SpecError(f"block argument '{k}' is reserved", pos=args.key_pos[k])
+    return blocks
+
+
+def loads(text: str, file: str = "<string>") -> NetSpec:
+    """Parse a spec from YAML text.
+
+    >>> loads("input: [4]\\nlayers: [{linear: {out: 2}}]").layers[0].layer.out
+    2
+    """
+    doc = load_yaml(text, file)
+    if not isinstance(doc, YMap):
+        raise SpecError(f"expected a mapping with 'input' and 'layers', got {type(doc).__name__}",
+                        pos=getattr(doc, "pos", Pos(file, 1, 1)))
+    for k in doc:
+        if k not in TOP_KEYS:
+            raise SpecError(f"unknown top-level key '{k}' (expected {', '.join(TOP_KEYS)})",
+                            pos=doc.key_pos[k], hint=did_you_mean(k, TOP_KEYS))
+    shape = _input_shape(doc, file)
+    if "layers" not in doc:
+        raise SpecError("missing 'layers' (the list of layers)", pos=doc.pos)
+    ex = _Expander(file, _blocks(doc, file))
+    top = _Scope("", set(), {}, None, input=INPUT)
+    items = doc["layers"]
+    if not isinstance(items, YList):
+        raise SpecError(f"expected 'layers' to be a list, got {type(items).__name__}", pos=doc.val_pos["layers"])
+    last = ex.entries(items, top, 0)
+    out_pos = doc.val_pos.get("output", doc.pos)
+    output = ex.final(str(doc.get("output", last)), out_pos, None, None)
+    layers = tuple(
+        LayerSpec(r.name, r.kind, r.layer, tuple(ex.final(ref, p, r.name, r.kind) for ref, p in r.refs),
+                  r.pos, MappingProxyType(r.attr_pos))
+        for r in ex.out)
+    name = doc.get("name") or ("net" if file.startswith("<") else os.path.splitext(os.path.basename(file))[0])
+    return NetSpec(str(name), shape, layers, output, file, doc.val_pos.get("input", doc.pos), text)
+
+
+def load(path: str | os.PathLike) -> NetSpec:
+    """Read and parse a spec file; a missing or unreadable file is a SpecError too."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise SpecError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"cannot read {path}: {e}") from None
+    return loads(text, path)
