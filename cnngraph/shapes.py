@@ -44,15 +44,20 @@ def same_pads(n: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, 
 
 
 def unseen(n: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int, out: int) -> int:
-    """Input rows/cols (of the real input, not padding) after the last window ends.
+    """Real input rows/cols after the last window that no window sees, beyond the
+    gap the stride skips between windows anyway (1x1 stride 2 is periodic by design).
 
     >>> unseen(227, 11, 4, 0, 0, 1, out_size(227, 11, 4))
     0
     >>> unseen(224, 11, 4, 0, 0, 1, out_size(224, 11, 4))
     1
+    >>> unseen(56, 1, 2, 0, 0, 1, out_size(56, 1, 2))
+    0
     """
-    last_end = (out - 1) * stride + dilation * (k - 1) + 1 - pad_lo  # exclusive, input coords
-    return max(n - last_end, 0)
+    extent = dilation * (k - 1) + 1
+    last_end = (out - 1) * stride + extent - pad_lo  # exclusive, input coords
+    lost = max(n - last_end, 0)
+    return lost if lost > max(stride - extent, 0) else 0
 
 
 def numel(shape) -> int:

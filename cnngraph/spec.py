@@ -331,7 +331,8 @@ class _Expander:
         if len(refs) != 1:
             raise self.err(f"a block takes 1 input, got {len(refs)}", vpos.get("from", kpos), layer=full)
         self.define(full, kpos, kind)
-        inner = _Scope(full, _local_names(block["layers"]), args, scope, input=f"{full}.{INPUT}")
+        args[INPUT] = f"{full}.{INPUT}"  # `$input`: whatever feeds this block instance
+        inner = _Scope(full, _local_names(block["layers"]), args, scope, input=args[INPUT])
         self.alias[f"{full}.{INPUT}"] = refs[0]
         last = self.entries(block["layers"], inner, depth + 1)
         out = block.get("output")
@@ -426,7 +427,7 @@ def _blocks(doc, file) -> dict:
             raise SpecError(f"expected 'args' of block '{bname}' to map names to defaults (~ = required)",
                             pos=body.val_pos["args"])
         for k in args or {}:
-            if k in RESERVED:
+            if k in RESERVED or k == INPUT:
                 raise SpecError(f"block argument '{k}' is reserved", pos=args.key_pos[k])
     return blocks
 

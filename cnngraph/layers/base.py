@@ -324,12 +324,12 @@ def fan_in_bound(fan_in: int) -> float:
 
 
 def unseen_warnings(layer, in_shape, geometry, out_shape) -> list[str]:
-    """Warn where the stride leaves input rows/cols that no window ever sees."""
+    """Warn where the stride leaves border rows/cols that no window ever sees."""
     nd, k, s, d, pads = geometry
-    msgs = []
-    for i, (n, kk, ss, dd, (lo, hi), o) in enumerate(zip(in_shape[1:], k, s, d, pads, out_shape[1:])):
-        lost = unseen(n, kk, ss, lo, hi, dd, o)
-        if lost:
-            msgs.append(f"stride {ss} does not tile spatial dim {i} of size {n}: the last {lost} "
-                        f"row(s)/col(s) are never seen by any window")
-    return msgs
+    lost = [unseen(n, kk, ss, lo, hi, dd, o)
+            for n, kk, ss, dd, (lo, hi), o in zip(in_shape[1:], k, s, d, pads, out_shape[1:])]
+    if not any(lost):
+        return []
+    where = ", ".join(f"{n} along spatial dim {i}" for i, n in enumerate(lost) if n)
+    return [f"stride {'x'.join(map(str, s))} does not tile the {'x'.join(map(str, in_shape[1:]))} input: "
+            f"no window sees the last {where} ({sum(lost)} row(s)/col(s) lost)"]
