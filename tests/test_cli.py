@@ -1,0 +1,68 @@
+"""The command line: presentation of what the library computes, clean errors, exit codes."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cnngraph
+from cnngraph.cli import main
+
+SPECS = pathlib.Path(__file__).resolve().parent.parent / "specs"
+
+
+def cli(*args, cwd=None):
+    """Run `python -m cnngraph ARGS` in a fresh process (as a user would)."""
+    p = subprocess.run([sys.executable, "-m", "cnngraph", *map(str, args)], capture_output=True, text=True,
+                       cwd=cwd, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_compile_json_is_one_document():
+    code, out, err = cli("compile", SPECS / "lenet5.yaml", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["name"] == "lenet5" and doc["input_shape"] == [1, 32, 32]
+    assert doc["totals"]["params"] == 61706 and doc["totals"]["macs"] == 416520
+    assert [layer["name"] for layer in doc["layers"]][:2] == ["conv1", "relu1"]
+
+
+def test_compile_writes_dot(tmp_path, capsys):
+    dot = tmp_path / "g.dot"
+    assert main(["compile", str(SPECS / "lenet5.yaml"), "--dot", str(dot)]) == 0
+    text = dot.read_text()
+    assert text.startswith('digraph "lenet5"') and text.count("->") == 12
+    assert '"conv1" [label="conv1\\nconv2d\\n6x28x28"]' in text
+    assert "fc3" in capsys.readouterr().out
+
+
+def test_run_reference_matches_library(tmp_path):
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = cli("run", SPECS / "lenet5.yaml", "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+                         "--seed", "7", "--reference")
+    assert code == 0, err
+    y = np.load(tmp_path / "y.npy")
+    np.testing.assert_array_equal(y, cnngraph.reference(SPECS / "lenet5.yaml", x, seed=7))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compile", "no/such.yaml"], "error: no such file: no/such.yaml"),
+    (["run", "SPEC", "--input", "missing.npy", "-o", "y.npy"], "error: cannot read input missing.npy"),
+    (["run", "SPEC", "--input", "BADX", "-o", "y.npy"],
+     r"error: expected an input of shape \(N, 1, 32, 32\), got \(2, 3\)"),
+    (["run", "SPEC", "--input", "X", "--weights", "w.npz", "-o", "y.npy"], "error: no such weights file: w.npz"),
+])
+def test_user_mistakes_exit_1_without_traceback(tmp_path, args, message):
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3), np.float32))
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 32, 32), np.float32))
+    subst = {"SPEC": str(SPECS / "lenet5.yaml"), "BADX": str(tmp_path / "bad.npy"), "X": str(tmp_path / "x.npy")}
+    code, out, err = cli(*[subst.get(a, a) for a in args], cwd=tmp_path)
+    assert code == 1
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    import re
+    assert re.search(message, err), err
