@@ -95,14 +95,14 @@ def test_yaml_anchors_are_plain_values():
     ("input: [1, 4]\nblocks: {b: {args: {n: ~}, layers: [relu]}}\nlayers: [b]",
      r"<string>:3:10: layer 'b1': missing required argument 'n' for block 'b'"),
     ("input: [1, 4]\nblocks: {b: {args: {n: 1}, layers: [relu]}}\nlayers: [{b: {m: 2}}]",
-     r"3:18: layer 'b1': unknown argument 'm' for block 'b' \(expected n\)"),
+     r"3:15: layer 'b1': unknown argument 'm' for block 'b' \(expected n\)"),
     ("input: [1, 4]\nblocks: {b: {args: {n: 1}, layers: [{conv: {kernel: $k}}]}}\nlayers: [b]",
-     r"2:53: unknown block argument '\$k'"),
+     r"2:53: layer 'b1.conv1' \(conv\): unknown block argument '\$k'"),
     ("input: [1, 4]\nblocks: {b: {args: {n: 1}, layers: [{conv: {kernel: '${n + __import__}'}}]}}\nlayers: [b]",
      r"unknown block argument '__import__'"),
     ("input: [1, 4]\nblocks: {b: {args: {n: 1}, layers: [{conv: {kernel: '${n.real}'}}]}}\nlayers: [b]",
      r"expected arithmetic on numbers and block arguments"),
-    ("input: [1, 4]\nblocks: {b: {layers: [b]}}\nlayers: [b]", r"blocks nested deeper than 16"),
+    ("input: [1, 4]\nblocks: {b: {layers: [b]}}\nlayers: [b]", r"2:23: layer 'b1.b1' \(b\): block 'b' uses itself \(b -> b\)"),
     ("input: [1, 4]\nblocks: {relu: {layers: [tanh]}}\nlayers: [relu]", r"shadows the built-in layer kind"),
 ])
 def test_block_mistakes(text, message):

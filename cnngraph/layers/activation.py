@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Attr, Fusion, Layer, number
+from .base import Lowered, fc_diagonal, fc_point
 
 
 class _Elementwise(Layer):
@@ -16,6 +17,33 @@ class _Elementwise(Layer):
     def reference(self, xs, params):
         return self.apply(xs[0]).astype(xs[0].dtype, copy=False)
 
+    # ---- FC view: a diagonal matrix, the slope at the given input ----
+    fc_mode = "local"  # 'piecewise' where the slope is constant on regions (relu, leaky relu)
+
+    def slope(self, x: np.ndarray) -> np.ndarray:
+        """d apply / dx, elementwise."""
+        raise NotImplementedError
+
+    def fc_connections(self, in_shapes) -> int:
+        """At most one per element (relu stores only the ones its input keeps)."""
+        return int(np.prod(in_shapes[0]))
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """diag(slope(x)) and bias apply(x) - slope(x) * x: exact at `xs`, and on its whole
+        linear region for the piecewise-linear kinds; the labelled tangent for the others.
+
+        >>> import numpy as np
+        >>> Relu().to_matrix([(3,)], {}, [np.array([-1.0, 2.0, 0.5])]).matrix.toarray()
+        array([[0., 0., 0.],
+               [0., 1., 0.],
+               [0., 0., 1.]])
+        """
+        (x,) = fc_point(self, in_shapes, xs)
+        x = x.ravel()
+        k = self.slope(x)
+        bias = np.zeros_like(x) if self.fc_mode == "piecewise" else self.apply(x) - k * x
+        return fc_diagonal(k, bias, mode=self.fc_mode)
+
 
 class Relu(_Elementwise):
     """`relu`: max(x, 0)."""
@@ -24,6 +52,11 @@ class Relu(_Elementwise):
 
     def apply(self, x):
         return np.maximum(x, 0)
+
+    fc_mode = "piecewise"
+
+    def slope(self, x):
+        return (x > 0).astype(np.float64)
 
 
 class LeakyRelu(_Elementwise):
@@ -35,6 +68,11 @@ class LeakyRelu(_Elementwise):
     def apply(self, x):
         return np.where(x > 0, x, x * x.dtype.type(self.alpha))
 
+    fc_mode = "piecewise"
+
+    def slope(self, x):
+        return np.where(x > 0, 1.0, self.alpha)
+
 
 class Sigmoid(_Elementwise):
     """`sigmoid`: 1 / (1 + exp(-x)), computed without overflow."""
@@ -45,6 +83,10 @@ class Sigmoid(_Elementwise):
         e = np.exp(-np.abs(x))
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
+    def slope(self, x):
+        y = self.apply(x)
+        return y * (1 - y)
+
 
 class Tanh(_Elementwise):
     """`tanh`."""
@@ -53,3 +95,6 @@ class Tanh(_Elementwise):
 
     def apply(self, x):
         return np.tanh(x)
+
+    def slope(self, x):
+        return 1 - np.tanh(x) ** 2

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import LayerError
 from .base import Fusion, Layer
+from .base import Lowered, fc_csr
 from .concat import largest_rf
 
 
@@ -31,3 +34,19 @@ class Add(Layer):
         for x in xs[1:]:
             y += x
         return y
+
+    # ---- FC view: the block matrix [I I ... I] over the inputs ----
+    def fc_connections(self, in_shapes) -> int:
+        return sum(int(np.prod(s)) for s in in_shapes)
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """Row r sums element r of every input: columns r, n + r, 2n + r, ...
+
+        >>> Add().to_matrix([(2,), (2,)], {}).matrix.toarray()
+        array([[1., 0., 1., 0.],
+               [0., 1., 0., 1.]])
+        """
+        n, k = int(np.prod(in_shapes[0])), len(in_shapes)
+        cols = np.arange(n)[:, None] + np.arange(k)[None, :] * n
+        m = fc_csr(np.ones(n * k), cols.ravel(), np.arange(n + 1) * k, (n, n * k))
+        return Lowered(m, np.zeros(n), np.full(n * k, -1, np.int32), None, "linear")

@@ -333,3 +333,217 @@ def unseen_warnings(layer, in_shape, geometry, out_shape) -> list[str]:
     where = ", ".join(f"{n} along spatial dim {i}" for i, n in enumerate(lost) if n)
     return [f"stride {'x'.join(map(str, s))} does not tile the {'x'.join(map(str, in_shape[1:]))} input: "
             f"no window sees the last {where} ({sum(lost)} row(s)/col(s) lost)"]
+
+
+# ---- FC view: every layer as the sparse fully-connected matrix it is -------
+
+FC_MODES = ("linear", "piecewise", "local")
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """One layer as an affine map of one sample (the FC view):
+    `y.ravel() == matrix @ concat([x.ravel() for x in xs]) + bias`.
+
+    `matrix`: scipy.sparse CSR, float64; rows = output elements (C-order, no batch),
+    columns = the inputs' elements, input after input (a block matrix for concat/add).
+    `bias`: float64, one per row.
+    `tie`: same sparsity pattern as `matrix`, aligned with `matrix.data`: the flat index
+    into parameter `tie_param` that each connection uses (or is derived from, for a folded
+    batchnorm), -1 for fixed coefficients (pool divisors, selections, identities).
+    `mode`: 'linear' (exact everywhere), 'piecewise' (exact on the linear region of the
+    given input: relu, max-pool), 'local' (the tangent at the given input, exact only
+    there: sigmoid, tanh, softmax, lrn).
+
+    >>> import numpy as np
+    >>> lo = fc_identity(3)
+    >>> lo.matrix @ np.arange(3.0) + lo.bias
+    array([0., 1., 2.])
+    """
+
+    matrix: Any
+    bias: np.ndarray
+    tie: np.ndarray
+    tie_param: str | None = None
+    mode: str = "linear"
+
+    @property
+    def nnz(self) -> int:
+        return int(self.matrix.nnz)
+
+    @property
+    def nbytes(self) -> int:
+        m = self.matrix
+        return m.data.nbytes + m.indices.nbytes + m.indptr.nbytes + self.bias.nbytes + self.tie.nbytes
+
+    def tie_matrix(self):
+        """`tie` as an int CSR matrix sharing `matrix`'s index arrays (stored -1 = fixed)."""
+        import scipy.sparse as sp
+        m = self.matrix
+        return sp.csr_matrix((self.tie, m.indices, m.indptr), shape=m.shape, copy=False)
+
+
+def fc_index_dtype(*sizes) -> type:
+    """int32 where every index and count fits, else int64 (scipy wants one dtype for both)."""
+    return np.int32 if max(sizes, default=0) < 2**31 - 1 else np.int64
+
+
+def fc_csr(data, indices, indptr, shape):
+    """A float64 CSR matrix over the given arrays without copying them (columns ascending per row)."""
+    import scipy.sparse as sp
+    it = fc_index_dtype(shape[0], shape[1], len(data))
+    m = sp.csr_matrix((np.asarray(data, np.float64), np.asarray(indices).astype(it, copy=False),
+                       np.asarray(indptr).astype(it, copy=False)), shape=tuple(shape), copy=False)
+    m.has_sorted_indices = True
+    return m
+
+
+def fc_counts_indptr(counts) -> np.ndarray:
+    """Row pointer of a CSR matrix with `counts` entries per row."""
+    indptr = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr
+
+
+def fc_identity(n: int, tie_param=None) -> Lowered:
+    """The n x n identity (flatten, dropout, concat)."""
+    idx = np.arange(n)
+    return Lowered(fc_csr(np.ones(n), idx, np.arange(n + 1), (n, n)), np.zeros(n), np.full(n, -1, np.int32))
+
+
+def fc_diagonal(coef, bias, tie=None, tie_param=None, mode="linear", keep_zeros=False) -> Lowered:
+    """A diagonal map (activations, batchnorm); exact zeros on the diagonal are not stored
+    unless `keep_zeros` (a parameter that happens to be 0 is still a connection)."""
+    coef = np.asarray(coef, np.float64).ravel()
+    n = coef.size
+    stored = np.ones(n, bool) if keep_zeros else coef != 0
+    keep = np.flatnonzero(stored)
+    tie = np.full(keep.size, -1, np.int32) if tie is None else np.asarray(tie).ravel()[keep]
+    m = fc_csr(coef[keep], keep, fc_counts_indptr(stored), (n, n))
+    return Lowered(m, np.asarray(bias, np.float64).ravel(), tie.astype(fc_index_dtype(tie.size), copy=False),
+                   tie_param, mode)
+
+
+def fc_point(layer: Layer, in_shapes, xs) -> list[np.ndarray]:
+    """The input(s) a piecewise-linear or local lowering is taken at, float64, one sample each."""
+    if xs is None:
+        raise LayerError(f"'{layer.kind}' is not linear: its matrix depends on the input, "
+                         f"so to_matrix needs the input sample (xs)")
+    out = []
+    for x, shape in zip(xs, in_shapes):
+        x = np.asarray(x, np.float64)
+        if x.size != math.prod(shape):
+            raise LayerError(f"expected an input sample of shape {tuple(shape)}, got {x.shape}")
+        out.append(x.reshape(shape))
+    return out
+
+
+def window_taps(spatial, kernel, stride, dilation, pads, out_spatial):
+    """For every output position and kernel tap (both C-order): the flat input position it
+    reads and whether that is a real input pixel (not padding, not past a ceil-mode edge).
+
+    Returns (index, valid), both (prod(out_spatial), prod(kernel)); built per dim and
+    combined by broadcasting, so its cost is O(outputs x taps), never a loop over pixels.
+
+    >>> idx, ok = window_taps((4,), (3,), (1,), (1,), ((1, 1),), (4,))
+    >>> idx[ok.all(1)].tolist(), int(ok.sum())
+    ([[0, 1, 2], [1, 2, 3]], 10)
+    """
+    idx = np.zeros((1, 1), np.int64)
+    valid = np.ones((1, 1), bool)
+    for n, k, s, d, (lo, _), o in zip(spatial, kernel, stride, dilation, pads, out_spatial):
+        i = np.arange(o)[:, None] * s - lo + np.arange(k)[None, :] * d  # (o, k) input coordinate
+        v = (i >= 0) & (i < n)
+        po, pk = idx.shape
+        idx = (idx[:, None, :, None] * n + i[None, :, None, :]).reshape(po * o, pk * k)
+        valid = (valid[:, None, :, None] & v[None, :, None, :]).reshape(po * o, pk * k)
+    return idx, valid
+
+
+def window_count(spatial, kernel, stride, dilation, pads, out_spatial) -> int:
+    """Number of (output position, tap) pairs that read a real input pixel, counted per dim.
+
+    >>> window_count((227, 227), (11, 11), (4, 4), (1, 1), ((0, 0), (0, 0)), (55, 55))
+    366025
+    """
+    total = 1
+    for n, k, s, d, (lo, _), o in zip(spatial, kernel, stride, dilation, pads, out_spatial):
+        i = np.arange(o)[:, None] * s - lo + np.arange(k)[None, :] * d
+        total *= int(((i >= 0) & (i < n)).sum())
+    return total
+
+
+def window_matrix(in_shape, out_channels: int, groups: int, taps, weight=None, row_scale=None):
+    """The CSR matrix of a windowed linear map, written straight into its final arrays
+    (memory: 16 bytes per connection plus one output channel's pattern).
+
+    Output channel `co` (group co // (out/groups)) reads the in/groups input channels of its
+    group under every real tap. The coefficient is `weight[co, ci, tap]` (conv; tie = its flat
+    index) or `row_scale[o]` per output position (average pool; tie = -1).
+    Every output channel has the same pattern up to offsets (columns: its group's first
+    input channel; ties: co * in/groups * taps), so it is built once and copied per channel.
+    Returns (matrix, tie).
+    """
+    idx, valid = taps
+    n_o, n_k = idx.shape
+    cin, s_in = in_shape[0], math.prod(in_shape[1:])
+    cg, og = cin // groups, out_channels // groups
+    rows, cols = out_channels * n_o, cin * s_in
+    per_row = valid.sum(1) * cg
+    per_chan = int(per_row.sum())
+    nnz = per_chan * out_channels
+    indptr = fc_counts_indptr(np.tile(per_row, out_channels))
+    it = fc_index_dtype(rows, cols, nnz)
+    tt = fc_index_dtype(out_channels * cg * n_k) if weight is not None else np.int32
+    # the pattern of output channel 0, rows in order, columns ascending (channel, then tap)
+    shape = (n_o, cg, n_k)
+    mask = np.broadcast_to(valid[:, None, :], shape)
+    ci = np.arange(cg)
+    pat_cols = (ci[None, :, None] * s_in + idx[:, None, :])[mask].astype(it)
+    indices = np.empty(nnz, it)
+    data = np.empty(nnz, np.float64)
+    if weight is not None:
+        w = np.asarray(weight, np.float64).ravel()
+        pat_tie = np.broadcast_to((ci[:, None] * n_k + np.arange(n_k))[None], shape)[mask].astype(tt)
+        tie = np.empty(nnz, tt)
+    else:
+        pat_data = np.broadcast_to(np.asarray(row_scale, np.float64).ravel()[:, None, None], shape)[mask]
+        tie = np.full(nnz, -1, np.int32)
+    for co in range(out_channels):  # a loop over channels (copies), never over pixels
+        blk = slice(co * per_chan, (co + 1) * per_chan)
+        np.add(pat_cols, it((co // og) * cg * s_in), out=indices[blk])
+        if weight is not None:
+            np.add(pat_tie, tt(co * cg * n_k), out=tie[blk])
+            np.take(w, tie[blk], out=data[blk])
+        else:
+            data[blk] = pat_data
+    return fc_csr(data, indices, indptr, (rows, cols)), tie
+
+
+def window_argmax(x, taps, chunk: int = 1 << 22):
+    """Per channel and output position, the flat input column of the window's maximum
+    (the first one on ties), or -1 where the window holds no real pixel. x: (C, *spatial)."""
+    idx, valid = taps
+    c_n = x.shape[0]
+    xf = np.asarray(x, np.float64).reshape(c_n, -1)
+    safe = np.where(valid, idx, 0)
+    out = np.empty((c_n, idx.shape[0]), np.int64)
+    step = max(1, chunk // idx.size)
+    for c0 in range(0, c_n, step):
+        vals = np.where(valid, xf[c0:c0 + step][:, safe], -np.inf)  # (nc, O, K)
+        best = vals.argmax(-1)
+        col = np.take_along_axis(np.broadcast_to(safe, vals.shape), best[..., None], -1)[..., 0]
+        chans = np.arange(c0, c0 + vals.shape[0])[:, None]
+        any_real = np.take_along_axis(np.broadcast_to(valid, vals.shape), best[..., None], -1)[..., 0]
+        out[c0:c0 + step] = np.where(any_real, chans * xf.shape[1] + col, -1)
+    return out.ravel()
+
+
+def fc_selection(cols, n_cols: int, bias_missing=-np.inf) -> Lowered:
+    """Row i copies input column cols[i]; rows with cols[i] < 0 are empty, their value is
+    `bias_missing` (max-pool over a window of padding only: -inf, as in the reference)."""
+    cols = np.asarray(cols, np.int64)
+    has = cols >= 0
+    m = fc_csr(np.ones(int(has.sum())), cols[has], fc_counts_indptr(has), (cols.size, n_cols))
+    bias = np.where(has, 0.0, bias_missing)
+    return Lowered(m, bias, np.full(m.nnz, -1, np.int32), None, "piecewise")

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import LayerError
 from .base import Attr, Fusion, Layer, boolean, number
+from .base import Lowered, fc_diagonal
 
 
 class BatchNorm(Layer):
@@ -55,3 +56,16 @@ class BatchNorm(Layer):
         scale, shift = self.scale_shift(params, np.float64)
         bshape = (1, -1) + (1,) * (x.ndim - 2)
         return (x * scale.reshape(bshape) + shift.reshape(bshape)).astype(x.dtype)
+
+    # ---- FC view: a diagonal matrix, one coefficient per channel ----
+    def fc_connections(self, in_shapes) -> int:
+        return int(np.prod(in_shapes[0]))
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """diag(scale[c]) + shift[c] repeated over each channel's positions; each coefficient
+        is derived from `weight[c]` (affine) and the running statistics."""
+        c, n = in_shapes[0][0], int(np.prod(in_shapes[0][1:]))
+        scale, shift = self.scale_shift(params, np.float64)
+        tie = np.repeat(np.arange(c, dtype=np.int32), n) if self.affine else None
+        return fc_diagonal(np.repeat(scale, n), np.repeat(shift, n), tie, "weight" if self.affine else None,
+                           "linear", keep_zeros=True)

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import LayerError
 from .base import Fusion, Layer
+from .base import Lowered, fc_identity
 
 
 class Concat(Layer):
@@ -28,6 +29,13 @@ class Concat(Layer):
 
     def reference(self, xs, params):
         return np.concatenate(xs, axis=1)
+
+    # ---- FC view: channel-major flattening makes the block matrix [[I, 0], [0, I]] = I ----
+    def fc_connections(self, in_shapes) -> int:
+        return sum(int(np.prod(s)) for s in in_shapes)
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        return fc_identity(sum(int(np.prod(s)) for s in in_shapes))
 
 
 def largest_rf(rfs):

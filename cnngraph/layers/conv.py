@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import LayerError
 from .base import (Attr, Fusion, Layer, boolean, check_windows, fan_in_bound, ints, padding, per_dim,
                    pos_int, resolve_pads, spatial_input, uniform, unseen_warnings, window_rf, windows)
+from .base import Lowered, window_count, window_matrix, window_taps
 
 
 def _groups(v):
@@ -51,7 +52,7 @@ class Conv(Layer):
         return cin, cout, groups
 
     def op_name(self, in_shapes):
-        return f"conv{len(in_shapes[0]) - 1}d"
+        return f"conv{spatial_input(self, in_shapes[0])}d"  # raises on a flat input: op = kind
 
     def infer_shape(self, in_shapes):
         nd, k, s, d, pads = self.geometry(in_shapes[0])
@@ -104,3 +105,31 @@ class Conv(Layer):
             y += params["bias"].astype(x.dtype).reshape(1, cout, *([1] * nd))
         return y
 
+    # ---- FC view: a partially connected FC layer whose connections share weights ----
+    def fc_connections(self, in_shapes) -> int:
+        """Non-zeros of `to_matrix`, counted per dim without building it (padding taps excluded)."""
+        _, k, s, d, pads = self.geometry(in_shapes[0])
+        cin, cout, g = self.channels(in_shapes[0])
+        out = self.infer_shape(in_shapes)
+        return cout * (cin // g) * window_count(in_shapes[0][1:], k, s, d, pads, out[1:])
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """y = M x + b; M[(co, o), (ci, i)] = weight[co, ci, tap] where tap reads pixel i.
+
+        >>> import numpy as np
+        >>> conv = Conv.from_attrs({"out": 2, "kernel": 3, "padding": 1, "groups": 2})
+        >>> p = conv.init_params([(2, 5, 5)], np.random.default_rng(0))
+        >>> lo = conv.to_matrix([(2, 5, 5)], p)
+        >>> x = np.random.default_rng(1).standard_normal((1, 2, 5, 5))
+        >>> bool(np.allclose(lo.matrix @ x.ravel() + lo.bias, conv.reference([x], p).ravel()))
+        True
+        """
+        _, k, s, d, pads = self.geometry(in_shapes[0])
+        _, cout, g = self.channels(in_shapes[0])
+        out = self.infer_shape(in_shapes)
+        taps = window_taps(in_shapes[0][1:], k, s, d, pads, out[1:])
+        m, tie = window_matrix(in_shapes[0], cout, g, taps, weight=params["weight"])
+        n_o = m.shape[0] // cout
+        bias = (np.repeat(np.asarray(params["bias"], np.float64), n_o) if self.bias
+                else np.zeros(m.shape[0]))
+        return Lowered(m, bias, tie, "weight", "linear")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from .base import Attr, Fusion, Layer, number
+from .base import Lowered, fc_identity
 
 
 class Dropout(Layer):
@@ -14,3 +17,10 @@ class Dropout(Layer):
 
     def reference(self, xs, params):
         return xs[0]
+
+    def fc_connections(self, in_shapes) -> int:
+        return math.prod(in_shapes[0])
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """The identity (inference)."""
+        return fc_identity(math.prod(in_shapes[0]))

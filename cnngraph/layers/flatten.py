@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .base import Fusion, Layer
+from .base import Lowered, fc_identity
 
 
 class Flatten(Layer):
@@ -21,3 +22,10 @@ class Flatten(Layer):
 
     def reference(self, xs, params):
         return xs[0].reshape(xs[0].shape[0], -1)
+
+    def fc_connections(self, in_shapes) -> int:
+        return math.prod(in_shapes[0])
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """The identity: flattening is already how the FC view sees every tensor."""
+        return fc_identity(math.prod(in_shapes[0]))

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import LayerError
 from .base import Attr, Fusion, Layer, boolean, fan_in_bound, pos_int, uniform
+from .base import Lowered, fc_csr, fc_index_dtype
 
 
 class Linear(Layer):
@@ -44,3 +45,15 @@ class Linear(Layer):
         if self.bias:
             y = y + params["bias"].astype(x.dtype)
         return np.ascontiguousarray(y)
+
+    # ---- FC view: the one layer that is fully connected, nothing shared ----
+    def fc_connections(self, in_shapes) -> int:
+        return in_shapes[0][0] * self.out
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """M = weight (dense, stored as CSR), tie = arange: every connection its own parameter."""
+        n_in, n = in_shapes[0][0], in_shapes[0][0] * self.out
+        m = fc_csr(np.asarray(params["weight"], np.float64).ravel(), np.tile(np.arange(n_in), self.out),
+                   np.arange(self.out + 1) * n_in, (self.out, n_in))
+        bias = np.asarray(params["bias"], np.float64).copy() if self.bias else np.zeros(self.out)
+        return Lowered(m, bias, np.arange(n, dtype=fc_index_dtype(n)), "weight", "linear")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import LayerError
 from .base import Attr, Fusion, Layer, number, padding, resolve_pads, spatial_input
+from .base import Lowered, fc_selection
 
 
 class Pad(Layer):
@@ -14,6 +16,11 @@ class Pad(Layer):
     category = Fusion.OPAQUE
     attrs = (Attr("padding", padding, doc="an int, one per dim, or [lo, hi] per dim"),
              Attr("value", number(), 0.0))
+
+    def validate(self):
+        if self.padding == "same":  # no window, so 'same' would silently mean no padding
+            raise LayerError("attribute 'padding': expected an integer, a list or 'valid', got 'same'",
+                             attr="padding", hint="'same' needs a kernel and stride; give the pads explicitly")
 
     def pads(self, in_shape):
         nd = spatial_input(self, in_shape)
@@ -32,3 +39,14 @@ class Pad(Layer):
     def reference(self, xs, params):
         x = xs[0]
         return np.pad(x, [(0, 0), (0, 0), *self.pads(x.shape[1:])], constant_values=self.value)
+
+    # ---- FC view: a 0/1 selection; padded rows are empty with bias `value` ----
+    def fc_connections(self, in_shapes) -> int:
+        return int(np.prod(in_shapes[0]))
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        shape = tuple(in_shapes[0])
+        src = np.pad(np.arange(int(np.prod(shape))).reshape(shape), [(0, 0), *self.pads(shape)],
+                     constant_values=-1)
+        sel = fc_selection(src.ravel(), int(np.prod(shape)), bias_missing=self.value)
+        return Lowered(sel.matrix, sel.bias, sel.tie, None, "linear")

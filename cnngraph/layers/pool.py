@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .base import (Attr, Fusion, Layer, boolean, check_windows, ints, padding, per_dim, resolve_pads,
                    spatial_input, unseen_warnings, window_rf, windows)
+from .base import (Lowered, fc_csr, fc_point, fc_selection, window_argmax, window_count, window_matrix,
+                   window_taps)
 
 
 class _Window(Layer):
@@ -31,7 +35,7 @@ class _Window(Layer):
         return check_windows(in_shape[1:], k, s, d, pads, self.ceil_mode)
 
     def op_name(self, in_shapes):
-        return f"{self.kind}{len(in_shapes[0]) - 1}d"
+        return f"{self.kind}{spatial_input(self, in_shapes[0])}d"  # raises on a flat input: op = kind
 
     def infer_shape(self, in_shapes):
         return (in_shapes[0][0], *self.out_spatial(in_shapes[0]))
@@ -67,6 +71,18 @@ class MaxPool(_Window):
             y = view.copy() if y is None else np.maximum(y, view)
         return y
 
+    # ---- FC view: piecewise linear, a 0/1 selection of each window's maximum ----
+    def fc_connections(self, in_shapes) -> int:
+        """One connection per output: the window's maximum."""
+        return math.prod(self.infer_shape(in_shapes))
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """The selection matrix the input `xs` realises (exact on its linear region)."""
+        (x,) = fc_point(self, in_shapes, xs)
+        _, k, s, d, pads = self.geometry(in_shapes[0])
+        taps = window_taps(in_shapes[0][1:], k, s, d, pads, self.out_spatial(in_shapes[0]))
+        return fc_selection(window_argmax(x, taps), x.size)
+
 
 class AvgPool(_Window):
     """`avgpool: {kernel: 2, stride: 2, padding: 0, ceil_mode: false, count_include_pad: true}`
@@ -92,6 +108,19 @@ class AvgPool(_Window):
         xp, k, s, d, out_sp = self._padded(xs[0], 0.0)
         total = sum(v for _, v in windows(xp, k, s, d, out_sp))
         return (total / self.divisor(xs[0].shape[1:])).astype(xs[0].dtype)
+
+    # ---- FC view: fixed coefficients 1/divisor, no parameters ----
+    def fc_connections(self, in_shapes) -> int:
+        """Non-zeros of `to_matrix`: real (non-padding) pixels under every window."""
+        _, k, s, d, pads = self.geometry(in_shapes[0])
+        return in_shapes[0][0] * window_count(in_shapes[0][1:], k, s, d, pads, self.out_spatial(in_shapes[0]))
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        _, k, s, d, pads = self.geometry(in_shapes[0])
+        c = in_shapes[0][0]
+        taps = window_taps(in_shapes[0][1:], k, s, d, pads, self.out_spatial(in_shapes[0]))
+        m, tie = window_matrix(in_shapes[0], c, c, taps, row_scale=1.0 / self.divisor(in_shapes[0]).ravel())
+        return Lowered(m, np.zeros(m.shape[0]), tie, None, "linear")
 
 
 class _Global(Layer):
@@ -120,6 +149,15 @@ class GlobalAvgPool(_Global):
         x = xs[0]
         return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float64).astype(x.dtype)
 
+    def fc_connections(self, in_shapes) -> int:
+        return math.prod(in_shapes[0])
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """Row c averages channel c: 1/n at each of its n positions."""
+        c, n = in_shapes[0][0], math.prod(in_shapes[0][1:])
+        m = fc_csr(np.full(c * n, 1.0 / n), np.arange(c * n), np.arange(c + 1) * n, (c, c * n))
+        return Lowered(m, np.zeros(c), np.full(c * n, -1, np.int32), None, "linear")
+
 
 class GlobalMaxPool(_Global):
     """`global_maxpool`: max over all spatial positions, keeps (C, 1, ...)."""
@@ -129,3 +167,13 @@ class GlobalMaxPool(_Global):
     def reference(self, xs, params):
         x = xs[0]
         return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
+
+    def fc_connections(self, in_shapes) -> int:
+        return in_shapes[0][0]
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """Row c selects channel c's maximum at the input `xs` (piecewise linear)."""
+        (x,) = fc_point(self, in_shapes, xs)
+        c = x.shape[0]
+        xf = x.reshape(c, -1)
+        return fc_selection(xf.argmax(1) + np.arange(c) * xf.shape[1], x.size)
