@@ -145,9 +145,16 @@ def build(spec: NetSpec, strict: bool = False) -> Graph:
             hint = e.hint
             if hint is None and len(ls.inputs) > 1:
                 hint = "inputs: " + ", ".join(f"'{i}' gives {shapes[i]}" for i in ls.inputs)
-            elif hint is None and ls.inputs[0] != INPUT:
-                hint = f"the previous layer '{ls.inputs[0]}' outputs {shapes[ls.inputs[0]]}"
+            elif hint is None and ls.inputs[0] == INPUT:
+                hint = f"the network input has shape {shapes[INPUT]}"
+            elif hint is None:
+                src = "its input" if "from" in ls.attr_pos else "the previous layer"
+                hint = f"{src} '{ls.inputs[0]}' outputs shape {shapes[ls.inputs[0]]}"
             raise SpecError(e.msg, pos=ls.where(e.attr), layer=name, op=op, hint=hint) from None
+        if node.n_params > MAX_ELEMENTS:
+            raise SpecError(f"expected at most {MAX_ELEMENTS} parameters per layer, got {node.n_params} "
+                            f"(too large to be sane)", pos=ls.pos, layer=name, op=op,
+                            hint=f"the input is {ins[0] if len(ins) == 1 else ins}")
         if math.prod(out) > MAX_ELEMENTS:
             raise SpecError(f"expected at most {MAX_ELEMENTS} elements per sample, got {math.prod(out)} "
                             f"for shape {out} (too large to be sane)", pos=ls.pos, layer=name, op=op)

@@ -18,19 +18,26 @@ def out_size(n: int, k: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
              dilation: int = 1, ceil_mode: bool = False) -> int:
     """Windows along one dim: floor((n + lo + hi - d*(k-1) - 1) / s) + 1.
 
-    With `ceil_mode` the division rounds up, but the last window must start
-    inside the input or the left padding (PyTorch's and ONNX's rule).
+    With `ceil_mode` the division rounds up, but the extra (partial) window
+    must start inside the input or the left padding (PyTorch's and ONNX's rule).
+    Ceil mode never yields fewer windows than floor mode: where padding exceeds
+    half the kernel (which PyTorch forbids) a full window may start in the right
+    padding, and it is kept.
     Returns a value < 1 when no window fits; callers report that as an error.
+
+    >>> out_size(1, 1, 1, 0, 1), out_size(1, 1, 1, 0, 1, ceil_mode=True)
+    (2, 2)
+    >>> out_size(1, 2, 2), out_size(1, 2, 2, ceil_mode=True)  # a partial window, as in PyTorch
+    (0, 1)
     """
     span = n + pad_lo + pad_hi - dilation * (k - 1) - 1
-    if span < 0:
+    if span < (1 - stride if ceil_mode else 0):
         return 0
-    if not ceil_mode:
-        return span // stride + 1
-    out = -(-span // stride) + 1
-    if (out - 1) * stride >= n + pad_lo:
-        out -= 1
-    return out
+    floor = span // stride + 1  # 0 when only ceil mode's partial first window fits
+    if not ceil_mode or span % stride == 0:
+        return floor
+    # the one extra window ceil mode adds, unless it would start in the right padding
+    return floor + 1 if floor * stride < n + pad_lo else floor
 
 
 def same_pads(n: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:

@@ -14,6 +14,7 @@ every kind, and a kind may be a block defined under `blocks`.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import os
 import re
@@ -25,7 +26,7 @@ import yaml
 
 from .errors import LayerError, Pos, SpecError, did_you_mean
 from .layers import REGISTRY, Layer, make
-from .layers.base import MAX_SIZE
+from .layers.base import MAX_ELEMENTS, MAX_SIZE
 
 INPUT = "input"
 RESERVED = ("name", "from", "when", "repeat")
@@ -33,6 +34,7 @@ TOP_KEYS = ("name", "description", "input", "output", "blocks", "layers")
 BLOCK_KEYS = ("description", "args", "layers", "output")
 MAX_DEPTH = 16  # nested block uses
 MAX_LAYERS = 100_000
+MAX_REPEAT = 10_000
 
 
 @dataclass(frozen=True)
@@ -83,25 +85,101 @@ def _pos(file, node) -> Pos:
     return Pos(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_TAG = "tag:yaml.org,2002:"
+# Plain data only: an explicit tag such as `!!python/object` (or any tag the safe
+# loader would not build, or a set/omap that we would silently turn into a list)
+# is refused with a position, never constructed.
+_SCALAR_TAGS = {_TAG + t for t in ("null", "bool", "int", "float", "str", "timestamp", "binary")}
+
+
+def _what(v) -> str:
+    """A short description of a YAML value for 'expected X, got Y' messages."""
+    if v is None:
+        return "nothing (null)"
+    if isinstance(v, dict):
+        return "a mapping" if v else "an empty mapping"
+    if isinstance(v, list):
+        return "a list" if v else "an empty list"
+    if isinstance(v, bool):
+        return f"the boolean {str(v).lower()}"
+    if isinstance(v, (int, float)):
+        return f"the number {v}"
+    if isinstance(v, str):
+        return f"the string {v!r}"
+    return f"a {type(v).__name__}"
+
+
+def _check_tag(node, file, allowed):
+    if node.tag not in allowed:
+        tag = node.tag.replace(_TAG, "!!")
+        raise SpecError(f"expected plain YAML data (mappings, lists, numbers, strings), got the tag '{tag}'",
+                        pos=_pos(file, node),
+                        hint="cnngraph never constructs objects from a spec; remove the tag")
+
+
 def _convert(node, file, loader):
     if isinstance(node, yaml.MappingNode):
+        _check_tag(node, file, (_TAG + "map",))
         m = YMap()
         m.pos, m.key_pos, m.val_pos = _pos(file, node), {}, {}
+        merges = []
         for knode, vnode in node.value:
+            if knode.tag == _TAG + "merge":  # `<<: *base`, applied after the explicit keys
+                merges.append((_convert(vnode, file, loader), _pos(file, vnode)))
+                continue
             key = _convert(knode, file, loader)
             if not isinstance(key, (str, int, float, bool)) or key is None:
-                raise SpecError(f"expected a plain key, got {type(key).__name__}", pos=_pos(file, knode))
+                raise SpecError(f"expected a plain key, got {_what(key)}", pos=_pos(file, knode))
             if key in m:
-                raise SpecError(f"duplicate key '{key}' (first at line {m.key_pos[key].line})",
+                first = m.key_pos[key]
+                raise SpecError(f"duplicate key '{key}' (first at line {first.line}, column {first.col})",
                                 pos=_pos(file, knode))
             m[key] = _convert(vnode, file, loader)
             m.key_pos[key], m.val_pos[key] = _pos(file, knode), _pos(file, vnode)
+        for value, vpos in merges:
+            for src in value if isinstance(value, list) else [value]:
+                if not isinstance(src, YMap):
+                    raise SpecError(f"expected a mapping (or a list of mappings) after '<<', got {_what(src)}",
+                                    pos=vpos)
+                for k, v in src.items():
+                    if k not in m:
+                        m[k], m.key_pos[k], m.val_pos[k] = v, src.key_pos[k], src.val_pos[k]
         return m
     if isinstance(node, yaml.SequenceNode):
+        _check_tag(node, file, (_TAG + "seq",))
         items = YList(_convert(n, file, loader) for n in node.value)
         items.pos, items.item_pos = _pos(file, node), [_pos(file, n) for n in node.value]
         return items
+    _check_tag(node, file, _SCALAR_TAGS)
     return loader.construct_object(node, deep=True)
+
+
+# PyYAML's token names, in words a spec author knows.
+_TOKENS = {"'<stream end>'": "the end of the file", "<stream end>": "the end of the file",
+           "<block end>": "the end of an indented block", "'<block end>'": "the end of an indented block",
+           "'<block sequence start>'": "a new '-' item", "'<block mapping start>'": "a new 'key:'",
+           "'<block entry>'": "a '-' item", "'<scalar>'": "a value", "'<flow mapping end>'": "'}'",
+           "'<flow sequence end>'": "']'"}
+
+
+def _yaml_message(e: yaml.MarkedYAMLError) -> tuple[str, str | None]:
+    msg = e.problem or e.context or "invalid YAML"
+    for token, words in _TOKENS.items():
+        msg = msg.replace(token, words)
+    ctx = None
+    if e.context and e.problem and e.context_mark is not None:
+        ctx = f"{e.context} that starts at line {e.context_mark.line + 1}, column {e.context_mark.column + 1}"
+    if "\\t" in msg or "'\\t'" in msg:
+        hint = "indent with spaces, not tabs"
+    elif "flow" in (e.context or ""):
+        hint = "a '{' or '[' is not closed, or a ',' is missing"
+    elif "block" in (e.context or "") or "indent" in msg:
+        hint = "check the indentation: the items of one list or mapping start in the same column"
+    else:
+        hint = None
+    if ctx:
+        msg = f"{msg} ({ctx})"
+    return msg, hint
 
 
 def load_yaml(text: str, file: str = "<string>"):
@@ -115,7 +193,8 @@ def load_yaml(text: str, file: str = "<string>"):
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         pos = Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file, 1, 1)
-        raise SpecError(f"YAML syntax error: {e.problem or e.context}", pos=pos) from None
+        msg, hint = _yaml_message(e)
+        raise SpecError(f"YAML syntax error: {msg}", pos=pos, hint=hint) from None
     except yaml.YAMLError as e:
         raise SpecError(f"YAML error: {e}", pos=Pos(file, 1, 1)) from None
 
@@ -137,9 +216,9 @@ def _eval(expr: str, args: dict, pos: Pos):
         if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
             return n.value
         if isinstance(n, ast.Name):
-            if n.id not in args:
+            if n.id not in args or n.id == INPUT:
                 raise SpecError(f"unknown block argument '{n.id}' in '${{{expr}}}'", pos=pos,
-                                hint=did_you_mean(n.id, args))
+                                hint=did_you_mean(n.id, [a for a in args if a != INPUT]))
             return args[n.id]
         if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
             return _OPS[type(n.op)](ev(n.left), ev(n.right))
@@ -154,7 +233,13 @@ def _eval(expr: str, args: dict, pos: Pos):
         raise SpecError(f"cannot evaluate '${{{expr}}}': {e}", pos=pos) from None
     if isinstance(value, float) and value.is_integer() and "/" in expr and "//" not in expr:
         value = int(value)
+    elif isinstance(value, float) and "/" in expr:
+        value = _Quotient(value)
     return value
+
+
+class _Quotient(float):
+    """A fractional result of `/` in `${...}`, so a size error can suggest `//`."""
 
 
 def _subst(value, args: dict, pos: Pos):
@@ -163,12 +248,20 @@ def _subst(value, args: dict, pos: Pos):
         m = _VAR.match(value)
         if m:
             if m.group(1) not in args:
-                raise SpecError(f"unknown block argument '${m.group(1)}'", pos=pos,
-                                hint=did_you_mean(m.group(1), args))
+                if m.group(1) == INPUT:
+                    hint = "'$input' exists only inside a block; at the top level write 'from: input'"
+                elif args:
+                    hint = did_you_mean(m.group(1), args)
+                else:
+                    hint = "'$name' refers to an argument of the enclosing block; here there is none"
+                raise SpecError(f"unknown block argument '${m.group(1)}'", pos=pos, hint=hint)
             return args[m.group(1)]
         m = _EXPR.match(value)
         if m:
             return _eval(m.group(1), args, pos)
+        if "$" in value:
+            raise SpecError(f"expected '$name' or '${{expression}}' as a whole value, got {value!r}", pos=pos,
+                            hint="substitution replaces whole values only, never part of a string")
         return value
     if isinstance(value, list):
         items = getattr(value, "item_pos", [pos] * len(value))
@@ -201,6 +294,12 @@ class _Scope:
         return ref
 
 
+class _AttrPos(dict):
+    """Attribute name -> position of its value; `key_pos` has the positions of the names."""
+
+    key_pos: dict
+
+
 @dataclass
 class _Raw:
     """A layer before reference checking."""
@@ -220,6 +319,7 @@ class _Expander:
         self.out: list[_Raw] = []
         self.names: dict[str, Pos] = {INPUT: None}
         self.alias: dict[str, tuple[str, Pos]] = {}  # skipped layer -> its input
+        self.stack: list[str] = []  # blocks being expanded, to name a recursion
 
     def err(self, msg, pos, layer=None, op=None, hint=None):
         return SpecError(msg, pos=pos, layer=layer, op=op, hint=hint)
@@ -227,7 +327,7 @@ class _Expander:
     def entries(self, items, scope: _Scope, depth: int) -> str:
         """Expand a list of layer entries in `scope`; returns the name of the last one."""
         if not isinstance(items, list):
-            raise self.err(f"expected a list of layers, got {type(items).__name__}", getattr(items, "pos", None))
+            raise self.err(f"expected a list of layers, got {_what(items)}", getattr(items, "pos", None))
         if not items:
             raise self.err("expected at least one layer, got an empty list", getattr(items, "pos", None))
         prev = scope.input
@@ -247,36 +347,52 @@ class _Expander:
                 attrs = YMap()
                 attrs.pos, attrs.key_pos, attrs.val_pos = item.val_pos[kind], {}, {}
             if not isinstance(attrs, YMap):
-                raise self.err(f"expected a mapping of attributes after '{kind}:', got {attrs!r}",
+                raise self.err(f"expected a mapping of attributes after '{kind}:', got {_what(attrs)}",
                                item.val_pos[kind], hint=f"write '{kind}: {{...}}'")
             return str(kind), attrs, item.key_pos[kind]
-        if isinstance(item, YMap):
+        if isinstance(item, YMap) and item:
             raise self.err(f"expected one layer kind per entry, got keys {', '.join(map(str, item))}", pos,
                            hint="put attributes inside the kind: '- conv: {out: 8, kernel: 3}'")
-        raise self.err(f"expected a layer entry ('relu' or '{{conv: {{...}}}}'), got {item!r}", pos)
+        raise self.err(f"expected a layer entry ('relu' or '{{conv: {{...}}}}'), got {_what(item)}", pos)
 
     def entry(self, item, pos, scope: _Scope, prev: str, depth: int) -> str:
         kind, attrs, kpos = self.split(item, pos)
-        a = {k: _subst(v, scope.args, attrs.val_pos[k]) for k, v in attrs.items()}
-        vpos = {k: attrs.val_pos[k] for k in attrs}
+        try:
+            a = {k: _subst(v, scope.args, attrs.val_pos[k]) for k, v in attrs.items()}
+        except SpecError as e:  # say which layer the bad `$...` belongs to
+            raw = attrs.get("name")
+            local = str(raw) if isinstance(raw, (str, int)) and "$" not in str(raw) else \
+                f"{kind}{scope.counters.get(kind, 0) + 1}"
+            raise self.err(e.msg, e.pos, layer=scope.full(local), op=kind, hint=e.hint) from None
+        vpos = _AttrPos({k: attrs.val_pos[k] for k in attrs})
+        vpos.key_pos = dict(attrs.key_pos)
         name = a.pop("name", None)
         if name is not None and not isinstance(name, (str, int)):
-            raise self.err(f"expected a string name, got {name!r}", vpos["name"])
+            raise self.err(f"expected a string name, got {_what(name)}", vpos["name"], op=kind,
+                           hint="quote names that look like numbers: name: \"0.1\"")
         if kind not in REGISTRY and kind not in self.blocks:
             raise self.err(f"unknown layer kind '{kind}'", kpos, layer=name,
                            hint=did_you_mean(kind, list(REGISTRY) + list(self.blocks)))
+        if name is not None and str(name) == INPUT:
+            raise self.err("expected a layer name other than 'input', got 'input'", vpos["name"],
+                           layer=scope.full(INPUT), op=kind,
+                           hint="'input' names the network input ('$input' a block's); choose another name")
         local = str(name) if name is not None else self.auto_name(kind, scope)
         full = scope.full(local)
         when = a.pop("when", True)
         if not isinstance(when, bool):
-            raise self.err(f"expected true or false for 'when', got {when!r}", vpos["when"], layer=full)
+            raise self.err(f"expected true or false for 'when', got {_what(when)}", vpos["when"], layer=full,
+                           op=kind)
         refs = self.refs(a.pop("from", None), vpos.get("from", kpos), scope, prev, full)
         repeat = a.pop("repeat", 1)
-        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 10_000:
-            raise self.err(f"expected 'repeat' to be a positive integer, got {repeat!r}", vpos["repeat"], layer=full)
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+            raise self.err(f"expected 'repeat' to be an integer from 1 to {MAX_REPEAT}, got {_what(repeat)}",
+                           vpos["repeat"], layer=full, op=kind)
         if not when:
             if len(refs) != 1:
-                raise self.err("a layer skipped with 'when: false' must have exactly one input", kpos, layer=full)
+                raise self.err(f"expected exactly one input for a layer skipped with 'when: false', got {len(refs)}",
+                               vpos.get("when", kpos), layer=full, op=kind,
+                               hint="a skipped layer passes its input through, so it needs exactly one")
             self.define(full, kpos, kind)
             self.alias[full] = refs[0]
             return full
@@ -298,7 +414,13 @@ class _Expander:
         try:
             layer = make(kind, a)
         except LayerError as e:
-            raise self.err(e.msg, vpos.get(e.attr, kpos), layer=full, op=kind, hint=e.hint) from None
+            hint = e.hint
+            if hint is None and isinstance(a.get(e.attr), _Quotient):
+                hint = "use '//' for integer division in '${...}'"
+            at = vpos.get(e.attr, kpos)
+            if e.attr in a and e.attr not in {x.name for x in REGISTRY[kind].attrs}:
+                at = vpos.key_pos.get(e.attr, at)  # an unknown attribute: point at its name
+            raise self.err(e.msg, at, layer=full, op=kind, hint=hint) from None
         if layer.n_inputs == 1 and len(refs) != 1:
             raise self.err(f"expected 1 input, got {len(refs)}", vpos.get("from", kpos), layer=full, op=kind)
         if layer.n_inputs is None and len(refs) < 2:
@@ -310,6 +432,10 @@ class _Expander:
         return full
 
     def use_block(self, kind, a, vpos, kpos, full, refs, scope, depth) -> str:
+        chain = self.stack + [kind]
+        if kind in self.stack:
+            raise self.err(f"block '{kind}' uses itself ({' -> '.join(chain)})", kpos, layer=full, op=kind,
+                           hint="a block may use other blocks, never itself")
         if depth >= MAX_DEPTH:
             raise self.err(f"blocks nested deeper than {MAX_DEPTH} (does block '{kind}' use itself?)", kpos,
                            layer=full)
@@ -318,14 +444,16 @@ class _Expander:
         for k in a:
             if k not in params:
                 raise self.err(f"unknown argument '{k}' for block '{kind}' (expected "
-                               f"{', '.join(map(str, params)) or 'none'})", vpos[k], layer=full,
+                               f"{', '.join(map(str, params)) or 'none'})", vpos.key_pos.get(k, vpos[k]),
+                               layer=full,
                                hint=did_you_mean(k, params))
         args = {}
         for k, default in params.items():
             if k in a:
                 args[k] = a[k]
             elif default is None:
-                raise self.err(f"missing required argument '{k}' for block '{kind}'", kpos, layer=full)
+                raise self.err(f"missing required argument '{k}' for block '{kind}'", kpos, layer=full,
+                               hint=f"write '{kind}: {{{k}: ...}}' (arguments with ~ have no default)")
             else:
                 args[k] = default
         if len(refs) != 1:
@@ -334,8 +462,14 @@ class _Expander:
         args[INPUT] = f"{full}.{INPUT}"  # `$input`: whatever feeds this block instance
         inner = _Scope(full, _local_names(block["layers"]), args, scope, input=args[INPUT])
         self.alias[f"{full}.{INPUT}"] = refs[0]
+        self.stack.append(kind)
         last = self.entries(block["layers"], inner, depth + 1)
+        self.stack.pop()
         out = block.get("output")
+        if out is not None and inner.full(str(out)) not in self.names:
+            mine = [n[len(full) + 1:] for n in self.names if n and n.startswith(full + ".")]
+            raise self.err(f"unknown layer '{out}' in the 'output' of block '{kind}'", block.val_pos["output"],
+                           layer=full, op=kind, hint=did_you_mean(str(out), mine))
         self.alias[full] = ((inner.full(str(out)) if out is not None else last), kpos)
         return full
 
@@ -363,7 +497,7 @@ class _Expander:
             out.append((scope.resolve(str(v)), p))
         return out
 
-    def final(self, ref: str, pos: Pos, who: str, op: str) -> str:
+    def final(self, ref: str, pos: Pos, who: str, op: str, key: str = "from") -> str:
         """Follow aliases (skipped layers, block outputs) to a real layer name."""
         seen = set()
         while ref in self.alias:
@@ -372,7 +506,7 @@ class _Expander:
             seen.add(ref)
             ref, pos = self.alias[ref]
         if ref not in self.names:
-            raise self.err(f"unknown layer '{ref}' in 'from'", pos, layer=who, op=op,
+            raise self.err(f"unknown layer '{ref}' in '{key}'", pos, layer=who, op=op,
                            hint=did_you_mean(ref, [n for n in self.names if n not in self.alias]))
         return ref
 
@@ -392,15 +526,23 @@ def _input_shape(doc, file) -> tuple[int, ...]:
         raise SpecError("missing 'input' (the input shape without batch, e.g. [3, 224, 224])", pos=doc.pos)
     shape, pos = doc["input"], doc.val_pos["input"]
     if isinstance(shape, YMap) and "shape" in shape:
+        for k in shape:
+            if k != "shape":
+                raise SpecError(f"unknown key '{k}' in 'input' (expected shape)", pos=shape.key_pos[k])
         shape, pos = shape["shape"], shape.val_pos["shape"]
     if not isinstance(shape, list) or not 1 <= len(shape) <= 4:
-        raise SpecError(f"expected 'input' as [channels, *spatial] with 0 to 3 spatial dims, got {shape!r}",
-                        pos=pos)
-    for v in shape:
+        got = f"{len(shape)} sizes" if isinstance(shape, list) and shape else _what(shape)
+        raise SpecError(f"expected 'input' as [channels, *spatial] with 0 to 3 spatial dims, got {got}",
+                        pos=pos, hint="e.g. [3, 224, 224] for an RGB image, [1, 16000] for audio, "
+                                      "[3, 16, 112, 112] for a clip; no batch dim")
+    for v, vpos in zip(shape, getattr(shape, "item_pos", [pos] * len(shape))):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise SpecError(f"expected positive integer sizes in 'input', got {v!r}", pos=pos)
+            raise SpecError(f"expected positive integer sizes in 'input', got {_what(v)}", pos=vpos)
         if v > MAX_SIZE:
-            raise SpecError(f"expected input sizes of at most {MAX_SIZE}, got {v} (too large to be sane)", pos=pos)
+            raise SpecError(f"expected input sizes of at most {MAX_SIZE}, got {v} (too large to be sane)", pos=vpos)
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise SpecError(f"expected at most {MAX_ELEMENTS} input elements per sample, got {math.prod(shape)} "
+                        f"(too large to be sane)", pos=pos)
     return tuple(shape)
 
 
@@ -409,26 +551,31 @@ def _blocks(doc, file) -> dict:
         return {}
     blocks = doc["blocks"]
     if not isinstance(blocks, YMap):
-        raise SpecError(f"expected 'blocks' to be a mapping of block definitions, got {blocks!r}",
+        raise SpecError(f"expected 'blocks' to be a mapping of block definitions, got {_what(blocks)}",
                         pos=doc.val_pos["blocks"])
     for bname, body in blocks.items():
         bpos = blocks.val_pos[bname]
         if bname in REGISTRY:
-            raise SpecError(f"block name '{bname}' shadows the built-in layer kind", pos=blocks.key_pos[bname])
+            raise SpecError(f"block name '{bname}' shadows the built-in layer kind", pos=blocks.key_pos[bname],
+                            hint="rename the block")
         if not isinstance(body, YMap) or "layers" not in body:
-            raise SpecError(f"expected block '{bname}' to be a mapping with 'layers' (and optional 'args')",
-                            pos=bpos)
+            raise SpecError(f"expected block '{bname}' to be a mapping with 'layers' (and optional 'args'), "
+                            f"got {_what(body)}", pos=bpos)
         for k in body:
             if k not in BLOCK_KEYS:
                 raise SpecError(f"unknown key '{k}' in block '{bname}' (expected {', '.join(BLOCK_KEYS)})",
                                 pos=body.key_pos[k], hint=did_you_mean(k, BLOCK_KEYS))
         args = body.get("args")
         if args is not None and not isinstance(args, YMap):
-            raise SpecError(f"expected 'args' of block '{bname}' to map names to defaults (~ = required)",
-                            pos=body.val_pos["args"])
+            raise SpecError(f"expected 'args' of block '{bname}' to map names to defaults (~ = required), "
+                            f"got {_what(args)}", pos=body.val_pos["args"], hint="e.g. args: {out: ~, stride: 1}")
         for k in args or {}:
             if k in RESERVED or k == INPUT:
-                raise SpecError(f"block argument '{k}' is reserved", pos=args.key_pos[k])
+                raise SpecError(f"block argument '{k}' of block '{bname}' is reserved", pos=args.key_pos[k],
+                                hint=f"{', '.join(RESERVED + (INPUT,))} have a meaning of their own; rename it")
+            if not isinstance(k, str) or not re.match(r"^[A-Za-z_]\w*$", k):
+                raise SpecError(f"expected block argument names like 'out' or 'stride', got {k!r}",
+                                pos=args.key_pos[k], hint="letters, digits and '_', not starting with a digit")
     return blocks
 
 
@@ -440,7 +587,7 @@ def loads(text: str, file: str = "<string>") -> NetSpec:
     """
     doc = load_yaml(text, file)
     if not isinstance(doc, YMap):
-        raise SpecError(f"expected a mapping with 'input' and 'layers', got {type(doc).__name__}",
+        raise SpecError(f"expected a mapping with 'input' and 'layers', got {_what(doc)}",
                         pos=getattr(doc, "pos", Pos(file, 1, 1)))
     for k in doc:
         if k not in TOP_KEYS:
@@ -453,10 +600,11 @@ def loads(text: str, file: str = "<string>") -> NetSpec:
     top = _Scope("", set(), {}, None, input=INPUT)
     items = doc["layers"]
     if not isinstance(items, YList):
-        raise SpecError(f"expected 'layers' to be a list, got {type(items).__name__}", pos=doc.val_pos["layers"])
+        raise SpecError(f"expected 'layers' to be a list, got {_what(items)}", pos=doc.val_pos["layers"],
+                        hint="write one '- kind' or '- kind: {...}' per line")
     last = ex.entries(items, top, 0)
     out_pos = doc.val_pos.get("output", doc.pos)
-    output = ex.final(str(doc.get("output", last)), out_pos, None, None)
+    output = ex.final(str(doc.get("output", last)), out_pos, None, None, key="output")
     layers = tuple(
         LayerSpec(r.name, r.kind, r.layer, tuple(ex.final(ref, p, r.name, r.kind) for ref, p in r.refs),
                   r.pos, MappingProxyType(r.attr_pos))
