@@ -204,7 +204,7 @@ def test_untiled_stride_warns(tmp_path, capsys):
     g = cnngraph.load(ALEX224)
     first = g.warnings[0]
     assert re.search(r"^<string>:\d+:\d+: layer 'features.0' \(conv2d\): stride 4x4 does not tile the "
-                     r"224x224 input: no window sees the last 1 ", first)
+                     r"224x224 input: no window sees the last 1 along H and the last 1 along W ", first)
     assert not cnngraph.load(spec("alexnet")).warnings  # 227 is what the strides tile
     # the CLI prints it after the report, and still succeeds
     path = tmp_path / "alex224.yaml"

@@ -330,9 +330,10 @@ def unseen_warnings(layer, in_shape, geometry, out_shape) -> list[str]:
             for n, kk, ss, dd, (lo, hi), o in zip(in_shape[1:], k, s, d, pads, out_shape[1:])]
     if not any(lost):
         return []
-    where = ", ".join(f"{n} along spatial dim {i}" for i, n in enumerate(lost) if n)
+    axes = ("L", "HW", "DHW")[nd - 1]
+    where = " and ".join(f"the last {n} along {axes[i]}" for i, n in enumerate(lost) if n)
     return [f"stride {'x'.join(map(str, s))} does not tile the {'x'.join(map(str, in_shape[1:]))} input: "
-            f"no window sees the last {where} ({sum(lost)} row(s)/col(s) lost)"]
+            f"no window sees {where} (border rows/cols lost)"]
 
 
 # ---- FC view: every layer as the sparse fully-connected matrix it is -------
