@@ -22,6 +22,9 @@ __version__ = "0.1.0"
 def load(spec_or_path, strict: bool = False) -> _graph.Graph:
     """A spec path, YAML text, NetSpec or Graph -> an inferred Graph.
 
+    A path ending in `.onnx` is imported (needs `cnngraph[onnx]`); `reference` and
+    `compile` then use the model's own weights unless given others.
+
     >>> load("input: [3, 8, 8]\\nlayers: [{conv: {out: 4, kernel: 3}}]").output_shape
     (4, 6, 6)
     """
@@ -30,22 +33,45 @@ def load(spec_or_path, strict: bool = False) -> _graph.Graph:
     if isinstance(spec_or_path, _spec.NetSpec):
         return _graph.build(spec_or_path, strict)
     text = os.fspath(spec_or_path)
+    if _is_onnx(text):  # an ONNX model: imported (cnngraph[onnx]); its weights come with `onnx_weights`
+        from .interop import load_onnx
+        return _graph.build(load_onnx(text)[0], strict)
     if "\n" in text or (not os.path.exists(text) and ":" in text and not text.endswith((".yaml", ".yml"))):
         return _graph.build(_spec.loads(text), strict)
     return _graph.build(_spec.load(text), strict)
 
 
+def _is_onnx(spec_or_path) -> bool:
+    return isinstance(spec_or_path, (str, os.PathLike)) and os.fspath(spec_or_path).endswith(".onnx") \
+        and "\n" not in os.fspath(spec_or_path)
+
+
+def onnx_weights(spec_or_path, weights=None):
+    """The weights to use: `weights` if given, else those inside an `.onnx` model (else None)."""
+    if weights is None and _is_onnx(spec_or_path):
+        from .interop import load_onnx
+        return load_onnx(spec_or_path)[1]
+    return weights
+
+
 def reference(spec_or_path, x, weights=None, seed: int = 0):
     """Run the numpy reference executor (the oracle) on a batch x of shape (N, *input_shape).
 
-    `weights`: None (seeded PyTorch-style init), a `.npz`/`.safetensors` path, or a mapping.
+    `weights`: None (seeded PyTorch-style init; for an `.onnx` model, its own weights),
+    a `.npz`/`.safetensors` path, or a mapping.
     """
     g = load(spec_or_path)
-    return _oracle.run(g, x, _weights.resolve(g, weights, seed))
+    return _oracle.run(g, x, _weights.resolve(g, onnx_weights(spec_or_path, weights), seed))
 
 
 def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 0, **options):
-    """JIT-compile a network to native code; returns a callable `net(x)`."""
+    """JIT-compile a network to native code; returns a callable `net(x)`.
+
+    An `.onnx` path is imported first, and its weights are used unless `weights` is given.
+    """
+    if _is_onnx(spec_or_path):
+        weights = onnx_weights(spec_or_path, weights)
+        spec_or_path = load(spec_or_path)
     from .compiler import compile as _compile
     return _compile(spec_or_path, threads=threads, weights=weights, seed=seed, **options)
 

@@ -1,0 +1,193 @@
+"""ONNX's own backend node tests for the operators cnngraph imports.
+
+Each case's model goes through the importer (inputs after the first are the
+weights: they become initializers) and runs on `cnngraph.reference`. Cases that
+need what cnngraph does not have are listed in EXCLUDED with the reason, and
+`test_excluded_cases_are_refused_clearly` checks that the importer refuses each
+of them with an error naming the node and the problem (never a wrong answer).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import unittest
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import onnx  # noqa: E402
+import onnx.backend.base  # noqa: E402
+import onnx.backend.test  # noqa: E402
+
+import cnngraph  # noqa: E402
+from cnngraph.interop import InteropError, import_onnx  # noqa: E402
+
+OPS = ("conv", "maxpool", "averagepool", "globalaveragepool", "globalmaxpool", "relu", "leakyrelu", "sigmoid",
+       "tanh", "softmax", "gemm", "matmul", "flatten", "reshape", "concat", "add", "sum", "batchnorm", "lrn",
+       "dropout", "constant_pad", "identity")
+TORCH_MODULES = ("AvgPool", "BatchNorm", "ConstantPad", "Conv", "LeakyReLU", "Linear", "MaxPool", "ReLU",
+                 "ReflectionPad", "ReplicationPad", "Sigmoid", "Softmax", "Tanh", "ZeroPad", "softmax")
+TORCH_OPERATORS = ("add", "addconstant", "addmm", "basic", "concat2", "conv", "flatten", "maxpool", "mm",
+                   "non_float_params", "pad", "params", "view")
+INCLUDE = (rf"^test_({'|'.join(OPS)})(_.*)?_cpu$|^test_({'|'.join(TORCH_MODULES)})[0-9A-Za-z_]*_cpu$|"
+           rf"^test_operator_({'|'.join(TORCH_OPERATORS)})(_.*)?_cpu$")
+# Decomposed ('_expanded') variants test other operators (Exp, ReduceSum, Where...); the *Integer ops,
+# ConvTranspose and optional/sequence Identity are other operators.
+NOT_THESE_OPS = r"_expanded|convinteger|convtranspose|matmulinteger|identity_opt|identity_sequence"
+
+# reason -> (why it is excluded, what the importer's refusal must say)
+TWO = ("a second data input: cnngraph networks have one input, so the others become weights, and no layer "
+       "takes a constant as a branch", r"expected input 1 \('.*'\) to be an activation|adds a constant")
+RANK1 = ("rank-1 data: cnngraph inputs are (batch, channels, ...)", r"expected \(batch, channels, \*spatial\)")
+NOT_FLAT = ("a reshape that is not a flatten to (batch, features)",
+            r"cnngraph only flattens to \(N, features\)|cannot reshape")
+MATMUL_ND = ("MatMul on a rank>2 activation: cnngraph's linear takes (batch, features)",
+             r"expected a flat \(batch, features\) input")
+NOTHING = ("the output is the input: a network without layers", r"the model computes nothing")
+TRANS_A = ("Gemm transA=1 puts the batch in the columns", r"transA=1")
+C_PER_ROW = ("Gemm bias C of shape (M, N) differs per batch row", r"varies over the batch")
+AVG_DIL = ("dilated average pooling (cnngraph's avgpool has no dilation)", r"has no dilation")
+ARGMAX = ("uses MaxPool's Indices output", r"output '.*' is used")
+SOFTMAX = ("softmax over a non-channel axis", r"softmax over axis")
+TRAIN = ("training mode", r"training_mode")
+MASK = ("uses Dropout's mask output", r"output '.*' is used")
+DTYPE = ("non-float32 data (double, int)", r"expected a float32 tensor")
+UNSQUEEZE = ("1-D pooling exported as Unsqueeze + 2-D pool + Squeeze", r"operator 'Unsqueeze' is not supported")
+CONVT = ("ConvTranspose is not a cnngraph layer", r"operator 'ConvTranspose' is not supported")
+PAD_MODE = ("reflect/edge padding: cnngraph pads with a constant", r"cnngraph pads with a constant only")
+GEMM_C_LIVE = ("Gemm whose bias C is an activation (addmm chain)", r"expected C \(bias\) .* to be a constant")
+ELEMWISE = ("adds a (2, 2) constant to the input, then Mul/Neg of activations", r"adds a constant")
+
+EXCLUDED = {
+    **{n: TWO for n in ("test_add", "test_add_bcast", "test_operator_concat2")},
+    **{f"test_concat_{c}": TWO for c in (
+        "2d_axis_0", "2d_axis_1", "2d_axis_negative_1", "2d_axis_negative_2",
+        "3d_axis_0", "3d_axis_1", "3d_axis_2", "3d_axis_negative_1", "3d_axis_negative_2",
+        "3d_axis_negative_3")},
+    **{n: RANK1 for n in ("test_matmul_1d_1d", "test_matmul_1d_3d", "test_dropout_default_old", "test_sum_example",
+                          "test_sum_two_inputs", "test_sum_one_input", "test_concat_1d_axis_0",
+                          "test_concat_1d_axis_negative_1", "test_operator_basic",
+                          "test_leakyrelu_example", "test_sigmoid_example", "test_tanh_example",
+                          "test_operator_view")},
+    **{n: MATMUL_ND for n in ("test_matmul_3d", "test_matmul_4d", "test_matmul_4d_1d", "test_matmul_bcast")},
+    "test_identity": NOTHING,
+    **{n: TRANS_A for n in ("test_gemm_transposeA", "test_gemm_all_attributes")},
+    "test_gemm_default_matrix_bias": C_PER_ROW,
+    **{n: AVG_DIL for n in (
+        "test_averagepool_2d_dilations", "test_averagepool_3d_dilations_small",
+        *(f"test_averagepool_3d_dilations_large_count_include_pad_is_{i}_ceil_mode_is_{c}"
+          for i in (0, 1) for c in ("False", "True")))},
+    **{n: ARGMAX for n in ("test_maxpool_with_argmax_2d_precomputed_pads",
+                           "test_maxpool_with_argmax_2d_precomputed_strides")},
+    **{n: SOFTMAX for n in ("test_softmax_axis_0", "test_softmax_axis_2", "test_softmax_default_axis",
+                            "test_softmax_negative_axis",
+                            "test_softmax_functional_dim3")},
+    **{n: NOT_FLAT for n in (
+        "test_flatten_axis0", "test_flatten_axis2", "test_flatten_axis3", "test_flatten_negative_axis1",
+        "test_flatten_negative_axis2", "test_flatten_negative_axis4",
+        "test_reshape_allowzero_reordered", "test_reshape_extended_dims", "test_reshape_negative_dim",
+        "test_reshape_negative_extended_dims", "test_reshape_one_dim", "test_reshape_reordered_all_dims",
+        "test_reshape_reordered_last_dims", "test_reshape_zero_and_negative_dim", "test_reshape_zero_dim")},
+    **{n: TRAIN for n in ("test_batchnorm_epsilon_training_mode", "test_batchnorm_example_training_mode")},
+    **{n: MASK for n in ("test_dropout_default_mask", "test_dropout_default_mask_ratio")},
+    **{n: DTYPE for n in (
+        "test_maxpool_2d_uint8", "test_add_int8", "test_add_int16", "test_add_uint8", "test_add_uint16",
+        "test_add_uint32", "test_add_uint64", "test_operator_add_broadcast", "test_operator_add_size1_broadcast",
+        "test_operator_add_size1_right_broadcast", "test_operator_add_size1_singleton_broadcast",
+        "test_operator_addconstant", "test_operator_non_float_params")},
+    **{n: UNSQUEEZE for n in ("test_AvgPool1d", "test_AvgPool1d_stride")},
+    **{n: CONVT for n in ("test_ConvTranspose2d", "test_ConvTranspose2d_no_bias")},
+    **{n: PAD_MODE for n in ("test_ReflectionPad2d", "test_ReplicationPad2d", "test_operator_pad")},
+    "test_operator_addmm": GEMM_C_LIVE,
+    "test_operator_params": ELEMWISE,
+}
+
+
+class _Rep(onnx.backend.base.BackendRep):
+    def __init__(self, model):
+        self.model = model
+
+    def run(self, inputs, **kwargs):
+        spec, weights = bind_and_import(self.model, inputs)
+        return (cnngraph.reference(spec, np.asarray(inputs[0]), weights),)
+
+
+def bind_and_import(model, inputs):
+    """Inputs after the first become initializers; then the importer turns the model into a spec."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    data = [i for i in m.graph.input if i.name not in {t.name for t in m.graph.initializer}]
+    for vi, value in zip(data[1:], inputs[1:]):
+        m.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), vi.name))
+    imported = import_onnx(m)
+    return imported.spec, imported.weights
+
+
+class CnnGraphBackend(onnx.backend.base.Backend):
+    @classmethod
+    def prepare(cls, model, device="CPU", **kwargs):
+        onnx.checker.check_model(model)
+        return _Rep(model)
+
+    @classmethod
+    def supports_device(cls, device):
+        return device == "CPU"
+
+
+def _excluded(test: str) -> str | None:
+    return next((f"{why}" for name, (why, _) in EXCLUDED.items() if test == f"{name}_cpu"), None)
+
+
+with warnings.catch_warnings():  # ONNX's case generators overflow casts on purpose
+    warnings.simplefilter("ignore", RuntimeWarning)
+    _backend = onnx.backend.test.BackendTest(CnnGraphBackend, __name__)
+for _cls in _backend.test_cases.values():
+    for _test in [t for t in vars(_cls) if t.startswith("test_")]:
+        if not re.search(INCLUDE, _test) or re.search(NOT_THESE_OPS, _test):
+            delattr(_cls, _test)  # another operator: not collected at all
+        elif _excluded(_test):
+            setattr(_cls, _test, unittest.skip(f"excluded: {_excluded(_test)}")(getattr(_cls, _test)))
+    if any(t.startswith("test_") for t in vars(_cls)):
+        globals()[_cls.__name__] = _cls
+del _cls  # a unittest class under a second name would be collected twice
+
+
+def _case(name: str):
+    """(model, inputs) of a backend case, generated (node cases) or stored (PyTorch cases)."""
+    from onnx.backend.test.loader import load_node_model_tests
+    for case in load_node_model_tests():
+        if case.name == name:
+            return case.model, [np.asarray(v) for v in case.data_sets[0][0]]
+    root = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
+    for kind in ("pytorch-converted", "pytorch-operator"):
+        d = os.path.join(root, kind, name)
+        if os.path.isdir(d):
+            inputs = []
+            for f in sorted(glob.glob(os.path.join(d, "test_data_set_0", "input_*.pb"))):
+                t = onnx.TensorProto()
+                with open(f, "rb") as fh:
+                    t.ParseFromString(fh.read())
+                inputs.append(onnx.numpy_helper.to_array(t))
+            return onnx.load(os.path.join(d, "model.onnx")), inputs
+    raise LookupError(name)
+
+
+def test_every_excluded_case_exists_and_is_included_by_the_op_filter():
+    classes = [c for c in globals().values() if isinstance(c, type) and issubclass(c, unittest.TestCase)]
+    collected = {t[:-len("_cpu")] for c in classes for t in vars(c) if t.startswith("test_")}
+    assert set(EXCLUDED) <= collected
+    assert len(collected) - len(EXCLUDED) >= 100  # the cases that do run
+
+
+@pytest.mark.parametrize("name", sorted(EXCLUDED))
+def test_excluded_cases_are_refused_clearly(name):
+    model, inputs = _case(name)
+    why, message = EXCLUDED[name]
+    with pytest.raises(InteropError, match=message):
+        bind_and_import(model, inputs)
