@@ -79,8 +79,8 @@ LAYER_CASES = {
     "maxpool_ceil_pad": "input: [3, 10, 10]\nlayers: [{maxpool: {kernel: 2, stride: 2, padding: 1, ceil_mode: true}}]",
     "maxpool_dilated_ceil": "input: [3, 11, 11]\nlayers: [{maxpool: {kernel: 3, stride: 2, padding: 1, "
                             "dilation: 2, ceil_mode: true}}]",
-    "maxpool_pad_ge_kernel": "input: [3, 10, 10]\nlayers: [{maxpool: {kernel: 2, stride: 2, padding: [[2, 1], "
-                             "[0, 0]]}}]",
+    "maxpool_pad_ge_kernel": "input: [3, 10, 10]\nlayers: [{maxpool: {kernel: 2, stride: 2, dilation: 3, "
+                             "padding: [[2, 1], [0, 0]]}}]",
     "maxpool_same": "input: [3, 7, 6]\nlayers: [{maxpool: {kernel: 2, padding: same}}]",
     "avgpool_ceil_include_pad": "input: [3, 10, 10]\nlayers: [{avgpool: {kernel: 3, stride: 2, padding: 1, "
                                 "ceil_mode: true}}]",
@@ -90,7 +90,6 @@ LAYER_CASES = {
                                     "ceil_mode: true}}]",
     "avgpool_asymmetric": "input: [3, 11, 11]\nlayers: [{avgpool: {kernel: 4, stride: 3, padding: [[1, 2], [0, 1]], "
                           "ceil_mode: true}}]",
-    "avgpool_pad_ge_kernel": "input: [3, 8, 8]\nlayers: [{avgpool: {kernel: 2, stride: 2, padding: [[2, 0], [0, 0]]}}]",
     "lrn_odd": "input: [8, 5, 5]\nlayers: [{lrn: {size: 5, alpha: 0.1, beta: 0.75, k: 2}}]",
     "lrn_even": "input: [8, 5, 5]\nlayers: [{lrn: {size: 4, alpha: 0.1, beta: 0.75, k: 2}}]",
     "lrn_even_3d": "input: [6, 3, 4, 4]\nlayers: [{lrn: {size: 2, alpha: 0.5}}]",

@@ -9,7 +9,8 @@ the emitter writes an exact equivalent instead:
 
 - pooling never uses ONNX's `ceil_mode`: the padding is widened (or cut) so the
   floor formula gives exactly cnngraph's windows; ONNX Runtime wants every pad
-  smaller than the kernel, so larger pads become an explicit `Pad` node;
+  smaller than the kernel, so the larger pads a dilated max-pool can have become
+  an explicit `Pad` node (every window touches the input: the layer checks that);
 - average pooling with `count_include_pad` whose ceil-mode windows run past the
   padding divides by the window clipped to the padded input (PyTorch), which is
   `Pad` + `AveragePool(count_include_pad=0)`;
@@ -153,14 +154,6 @@ def _avgpool(b, node, ins, w):
         include = False
     else:
         pads = [(lo, max(0, need - n - lo)) for n, _, _, _, lo, _, need in dims]
-    if any(lo >= kk or hi >= kk for (lo, hi), kk in zip(pads, k)):  # ONNX Runtime: pads < kernel
-        if include:
-            x = _explicit_pad(b, node, x, pads, 0.0)
-        else:
-            raise InteropError(f"layer '{node.name}': average pooling with padding {pads} not smaller than "
-                               f"the kernel {k} (windows wholly in the padding) and count_include_pad: false "
-                               "has no ONNX Runtime equivalent")
-        pads = [(0, 0)] * len(dims)
     return b.node("AveragePool", [x], node.name, node.name, kernel_shape=k, strides=s, pads=_flat_pads(pads),
                   count_include_pad=int(include))
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..errors import LayerError
 from .base import (Attr, Fusion, Layer, boolean, check_windows, ints, padding, per_dim, resolve_pads,
                    spatial_input, unseen_warnings, window_rf, windows)
 from .base import (Lowered, fc_csr, fc_point, fc_selection, window_argmax, window_count, window_matrix,
@@ -32,7 +33,15 @@ class _Window(Layer):
 
     def out_spatial(self, in_shape):
         _, k, s, d, pads = self.geometry(in_shape)
-        return check_windows(in_shape[1:], k, s, d, pads, self.ceil_mode)
+        out = check_windows(in_shape[1:], k, s, d, pads, self.ceil_mode)
+        for i, (n, kk, ss, dd, (lo, hi), o) in enumerate(zip(in_shape[1:], k, s, d, pads, out)):
+            # a window of nothing but padding has no max and no average
+            for start in (-lo, (o - 1) * ss - lo):
+                if not any(0 <= start + t * dd < n for t in range(kk)):
+                    raise LayerError(f"padding [{lo}, {hi}] leaves windows along spatial dim {i} that see only padding "
+                                     f"(kernel {kk}, stride {ss}, input {n})", attr="padding",
+                                     hint="use padding of at most half the kernel, as PyTorch requires")
+        return out
 
     def op_name(self, in_shapes):
         return f"{self.kind}{spatial_input(self, in_shapes[0])}d"  # raises on a flat input: op = kind
