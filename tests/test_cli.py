@@ -66,3 +66,12 @@ def test_user_mistakes_exit_1_without_traceback(tmp_path, args, message):
     assert len(err.strip().splitlines()) == 1
     import re
     assert re.search(message, err), err
+
+
+def test_run_native_matches_reference(tmp_path):
+    x = np.random.default_rng(1).standard_normal((3, 1, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = cli("run", SPECS / "lenet5.yaml", "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), cnngraph.reference(SPECS / "lenet5.yaml", x),
+                               rtol=1e-4, atol=1e-5)
