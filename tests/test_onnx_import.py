@@ -470,3 +470,25 @@ def test_per_channel_mul_sub_div_fold_into_layers_or_become_a_batchnorm():
                                         r"not one value per channel")
     _refused([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Sub", ["k", "r"], ["y"], name="s")],
              {"k": _rand(3, 1, 1)}, r"node 's' \(Sub\): expected input 0 \('k'\) to be an activation")
+
+
+def test_clip_zero_six_is_relu6_and_round_trips():
+    nodes = [helper.make_node("Mul", ["x", "scale"], ["s"]),
+             helper.make_node("Clip", ["s", "lo", "hi"], ["y"])]
+    m = _model(nodes, ["N", 3, 4, 4], "y", {"scale": np.full((1, 3, 1, 1), 8.0, np.float32),
+                                             "lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)})
+    imp = _same_as_ort(m, n=3)  # inputs ~N(0, 8): below 0, inside and above 6
+    assert [ls.kind for ls in imp.spec.layers] == ["batchnorm", "relu6"]
+    g = cnngraph.load("input: [3, 4, 4]\nlayers: [{conv: {out: 3, kernel: 1}}, relu6]")
+    w = {"conv1.weight": np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1) * 8, "conv1.bias": np.zeros(3, np.float32)}
+    model = export(g, w, None)
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Clip"]
+    x = RNG.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    _close(ort_run(model, x), cnngraph.reference(g, x, w))
+    assert [ls.kind for ls in import_onnx(model).spec.layers] == ["conv", "relu6"]
+
+
+def test_clip_to_other_bounds_is_refused():
+    _refused([helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clamp")],
+             {"lo": np.array(-1.0, np.float32), "hi": np.array(1.0, np.float32)},
+             r"node 'clamp' \(Clip\): Clip to \[-1.0, 1.0\]: cnngraph has relu .* and relu6")

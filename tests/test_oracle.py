@@ -90,6 +90,7 @@ def test_lrn_by_hand():
 def test_elementwise_and_merges_by_hand():
     x = np.array([[-2.0, 0.0, 3.0]], np.float32)
     assert run_layer("relu", {}, x)[1].tolist() == [[0, 0, 3]]
+    assert run_layer("relu6", {}, np.array([[-1.0, 3.0, 7.0]]))[1].tolist() == [[0, 3, 6]]
     assert run_layer("leaky_relu", {"alpha": 0.5}, x)[1].tolist() == [[-1, 0, 3]]
     np.testing.assert_allclose(run_layer("sigmoid", {}, np.array([[-1000.0, 0.0, 1000.0]]))[1], [[0, 0.5, 1]])
     np.testing.assert_allclose(run_layer("tanh", {}, x)[1], np.tanh(x))
@@ -158,7 +159,7 @@ def torch_forward(kind, layer, x, params, in_shape):
                             False, 0.0, layer.eps)
     if kind == "lrn":
         return F.local_response_norm(tx, layer.size, layer.alpha, layer.beta, layer.k)
-    simple = {"relu": F.relu, "sigmoid": t.sigmoid, "tanh": t.tanh, "softmax": lambda v: F.softmax(v, 1),
+    simple = {"relu": F.relu, "relu6": F.relu6, "sigmoid": t.sigmoid, "tanh": t.tanh, "softmax": lambda v: F.softmax(v, 1),
               "flatten": lambda v: v.flatten(1), "dropout": lambda v: v,
               "global_avgpool": lambda v: v.mean(dim=tuple(range(2, v.ndim)), keepdim=True),
               "global_maxpool": lambda v: v.amax(dim=tuple(range(2, v.ndim)), keepdim=True)}

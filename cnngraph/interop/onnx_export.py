@@ -164,6 +164,12 @@ def _simple(op, **attrs):
     return emit
 
 
+def _relu6(b, node, ins, w):
+    lo = b.init(f"{node.name}.min", np.array(0.0, np.float32))
+    hi = b.init(f"{node.name}.max", np.array(6.0, np.float32))
+    return b.node("Clip", [ins[0], lo, hi], node.name, node.name)
+
+
 def _leaky_relu(b, node, ins, w):
     return b.node("LeakyRelu", ins, node.name, node.name, alpha=float(node.layer.alpha))
 
@@ -233,6 +239,7 @@ _EMIT = {
     "global_avgpool": _simple("GlobalAveragePool"),
     "global_maxpool": _simple("GlobalMaxPool"),
     "relu": _simple("Relu"),
+    "relu6": _relu6,
     "leaky_relu": _leaky_relu,
     "sigmoid": _simple("Sigmoid"),
     "tanh": _simple("Tanh"),

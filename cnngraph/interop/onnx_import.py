@@ -46,7 +46,7 @@ BATCH = 7919  # placeholder for the batch size in folded shapes: a prime no real
 MAX_CONST = 1 << 28  # elements a folded constant may have
 IDENTITY_EPS = 1e-30  # a batchnorm with mean 0, var 1 and this eps is exactly x * weight + bias
 
-SUPPORTED = ("Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Relu, LeakyRelu, Sigmoid, Tanh, "
+SUPPORTED = ("Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Relu, Clip, LeakyRelu, Sigmoid, Tanh, "
              "Softmax, Gemm, MatMul(+Add), Flatten, Reshape/Squeeze to flat, Concat, Add, Sum, "
              "Add/Sub/Mul/Div by a per-channel constant, BatchNormalization, LRN, Dropout, Pad, Identity, "
              "Cast to float, and constant subgraphs")
@@ -522,6 +522,20 @@ class _Importer:
 
     def op_Relu(self, node):
         self.add_layer(node, "relu", {}, [self.x(node).layer])
+
+    def op_Clip(self, node):
+        """Clip(0, 6) is relu6 and Clip(0, +inf) relu; other bounds have no cnngraph layer."""
+        if self.opset >= 11:
+            lo, hi = self.c(node, 1, "min", required=False), self.c(node, 2, "max", required=False)
+        else:
+            lo, hi = self.attr(node, "min", None), self.attr(node, "max", None)
+        lo = None if lo is None else float(np.asarray(lo))
+        hi = None if hi is None else float(np.asarray(hi))
+        kinds = {(0.0, 6.0): "relu6", (0.0, None): "relu", (0.0, math.inf): "relu"}
+        if (lo, hi) not in kinds:
+            raise self.fail(node, f"Clip to [{lo}, {hi}]: cnngraph has relu (Clip to [0, inf]) and relu6 "
+                            "(Clip to [0, 6]) only")
+        self.add_layer(node, kinds[lo, hi], {}, [self.x(node).layer])
 
     def op_LeakyRelu(self, node):
         self.add_layer(node, "leaky_relu", {"alpha": _f32(self.attr(node, "alpha", 0.01))}, [self.x(node).layer])

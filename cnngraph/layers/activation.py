@@ -1,4 +1,4 @@
-"""Elementwise activations: relu, leaky_relu, sigmoid, tanh."""
+"""Elementwise activations: relu, relu6, leaky_relu, sigmoid, tanh."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class _Elementwise(Layer):
         (x,) = fc_point(self, in_shapes, xs)
         x = x.ravel()
         k = self.slope(x)
-        bias = np.zeros_like(x) if self.fc_mode == "piecewise" else self.apply(x) - k * x
+        bias = self.apply(x) - k * x  # 0 for relu and leaky relu; 6 where relu6 saturates
         return fc_diagonal(k, bias, mode=self.fc_mode)
 
 
@@ -57,6 +57,20 @@ class Relu(_Elementwise):
 
     def slope(self, x):
         return (x > 0).astype(np.float64)
+
+
+class Relu6(_Elementwise):
+    """`relu6`: min(max(x, 0), 6), MobileNetV2's activation."""
+
+    kind = "relu6"
+
+    def apply(self, x):
+        return np.clip(x, 0, 6)
+
+    fc_mode = "piecewise"
+
+    def slope(self, x):
+        return ((x > 0) & (x < 6)).astype(np.float64)
 
 
 class LeakyRelu(_Elementwise):
