@@ -40,7 +40,6 @@ class Builder(ir.IRBuilder):
     def __init__(self, fn: ir.Function):
         super().__init__(fn.append_basic_block("entry"))
         self.fn = fn
-        self.module = fn.module
         self._entry = self.block
 
     # ---- integers ----
@@ -92,18 +91,61 @@ class Builder(ir.IRBuilder):
         """The i-th pointer of a kernel's argument array."""
         return self.load(self.gep(args, [i64(i)], inbounds=True, source_etype=PTR), typ=PTR, align=8)
 
-    def vslot(self):
-        """A <16 x float> stack slot in the entry block (promoted to a register by mem2reg)."""
+    def vslot(self, typ=VEC):
+        """A stack slot in the entry block (promoted to a register by mem2reg)."""
         with self.goto_block(self._entry):
             self.position_at_start(self._entry)
-            return self.alloca(VEC)
+            return self.alloca(typ)
+
+    def bcast_i32(self, x):
+        vt = ir.VectorType(I32, VL)
+        v = self.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(I32, 0))
+        return self.shuffle_vector(v, ir.Constant(vt, ir.Undefined), ir.Constant(vt, [0] * VL))
+
+    def lane_mask(self, valid):
+        """<16 x i1>: lane < valid (an i64 value)."""
+        lanes = ir.Constant(ir.VectorType(I32, VL), list(range(VL)))
+        return self.icmp_signed("<", lanes, self.bcast_i32(self.trunc(valid, I32)))
+
+    def _lane_ptrs(self, base, offsets):
+        """<16 x ptr>: base + offsets[lane] floats (offsets: <16 x i64>)."""
+        v64 = ir.VectorType(I64, VL)
+        addr = self.ptrtoint(base, I64)
+        splat_addr = self.shuffle_vector(self.insert_element(ir.Constant(v64, ir.Undefined), addr, ir.Constant(I32, 0)),
+                                         ir.Constant(v64, ir.Undefined), ir.Constant(ir.VectorType(I32, VL), [0] * VL))
+        return self.inttoptr(self.add(splat_addr, self.mul(offsets, ir.Constant(v64, [4] * VL))),
+                             ir.VectorType(PTR, VL))
+
+    def _decl(self, name, ret, args):
+        return self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+
+    def gather(self, base, offsets, mask):
+        """Masked gather of 16 floats at base + offsets[lane]; 0 where masked off."""
+        fn = self._decl(f"llvm.masked.gather.v{VL}f32.v{VL}p0", VEC,
+                        [ir.VectorType(PTR, VL), I32, ir.VectorType(I1, VL), VEC])
+        return self.call(fn, [self._lane_ptrs(base, offsets), ir.Constant(I32, 4), mask, splat(0.0)])
+
+    def scatter(self, val, base, offsets, mask):
+        """Masked scatter of 16 floats to base + offsets[lane]."""
+        fn = self._decl(f"llvm.masked.scatter.v{VL}f32.v{VL}p0", VOID,
+                        [VEC, ir.VectorType(PTR, VL), I32, ir.VectorType(I1, VL)])
+        self.call(fn, [val, self._lane_ptrs(base, offsets), ir.Constant(I32, 4), mask])
+
+    def masked_store(self, val, ptr, mask):
+        fn = self._decl(f"llvm.masked.store.v{VL}f32.p0", VOID, [VEC, PTR, I32, ir.VectorType(I1, VL)])
+        self.call(fn, [val, ptr, ir.Constant(I32, 4), mask])
 
     # ---- vector maths ----
-    def _intr(self, name, *types):
-        return self.module.declare_intrinsic(name, list(types))
+    def _intr(self, name: str, nargs: int):
+        """A <16 x float> intrinsic such as llvm.fma.v16f32, declared once per module."""
+        full = f"{name}.v{VL}f32"
+        fn = self.module.globals.get(full)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(VEC, [VEC] * nargs), name=full)
+        return fn
 
     def fma(self, a, b, c):
-        return self.call(self._intr("llvm.fma", VEC), [a, b, c])
+        return self.call(self._intr("llvm.fma", 3), [a, b, c])
 
     def vmax(self, a, b):
         return self.select(self.fcmp_ordered(">", a, b), a, b)
@@ -112,12 +154,12 @@ class Builder(ir.IRBuilder):
         return self.select(self.fcmp_ordered("<", a, b), a, b)
 
     def vabs(self, a):
-        return self.call(self._intr("llvm.fabs", VEC), [a])
+        return self.call(self._intr("llvm.fabs", 1), [a])
 
     def vexp(self, x):
         """exp(x) for a vector, Cephes-style: 2^n * p(r), relative error ~1e-7."""
         x = self.vmin(self.vmax(x, splat(-87.3)), splat(88.7))
-        n = self.call(self._intr("llvm.floor", VEC), [self.fadd(self.fmul(x, splat(1.44269504088896341)), splat(0.5))])
+        n = self.call(self._intr("llvm.floor", 1), [self.fadd(self.fmul(x, splat(1.44269504088896341)), splat(0.5))])
         r = self.fma(n, splat(-0.693359375), x)
         r = self.fma(n, splat(2.12194440e-4), r)
         p = splat(1.9875691500e-4)
@@ -134,6 +176,8 @@ class Builder(ir.IRBuilder):
         """Apply one elementwise activation to a vector."""
         if kind == "relu":
             return self.vmax(x, splat(0.0))
+        if kind == "relu6":
+            return self.vmin(self.vmax(x, splat(0.0)), splat(6.0))
         if kind == "leaky_relu":
             return self.select(self.fcmp_ordered(">", x, splat(0.0)), x, self.fmul(x, splat(alpha)))
         if kind == "sigmoid":
@@ -149,7 +193,7 @@ class Builder(ir.IRBuilder):
             for c in (2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1):
                 p = self.fma(p, z, splat(c))
             small = self.fma(self.fmul(p, z), x, x)
-            signed = self.call(self._intr("llvm.copysign", VEC), [big, x])
+            signed = self.call(self._intr("llvm.copysign", 2), [big, x])
             return self.select(self.fcmp_ordered("<", a, splat(0.625)), small, signed)
         raise ValueError(f"unknown activation {kind!r}")
 
@@ -179,5 +223,6 @@ def new_kernel(module: ir.Module, name: str) -> tuple[ir.Function, Builder]:
     """Declare a kernel `void name(ptr args, i64 start, i64 end)` and a builder on its entry."""
     fn = ir.Function(module, KERNEL_TYPE, name=name)
     fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")  # keeps net_run small; each kernel is optimised on its own
     fn.args[0].add_attribute("noalias")
     return fn, Builder(fn)

@@ -1,0 +1,368 @@
+"""IR for the kernels that are not convolutions: layout changes, standalone
+pooling, elementwise maps, affine (unfolded batchnorm), linear layers, softmax,
+LRN, padding and concat copies. Plain loops over the blocked layout, vectorised
+across the 16 lanes of a channel block; they carry a small share of the work.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from .irutil import F32, I32, I64, VEC, VL, Builder, i64, new_kernel, splat
+from .kernels import Affine, ChannelOp, ConcatCopy, Eltwise, LinearKernel, PadOp, PoolOp, Reorder, cblocks
+
+NEG_INF = float("-inf")
+
+
+def _items(b: Builder, fn, per_sample: int, body):
+    """for item in [start, end): body(n, r) with r the item within its sample."""
+    _, start, end = fn.args
+    with b.loop(start, end, name="item") as item:
+        body(b.sdiv(item, i64(per_sample)), b.srem(item, i64(per_sample)))
+
+
+def _reduce(b: Builder, op: str, v):
+    name = f"llvm.vector.reduce.{op}.v{VL}f32"
+    fn = b.module.globals.get(name)
+    if fn is None:
+        args = [F32, VEC] if op == "fadd" else [VEC]
+        fn = ir.Function(b.module, ir.FunctionType(F32, args), name=name)
+    return b.call(fn, [ir.Constant(F32, 0.0), v] if op == "fadd" else [v], fastmath=("reassoc",) if op == "fadd" else ())
+
+
+def _transpose16(b: Builder, rows):
+    """The 16x16 transpose of 16 vectors: four butterfly rounds of two-input shuffles."""
+    r = list(rows)
+    for s in (8, 4, 2, 1):
+        lo = ir.Constant(ir.VectorType(I32, VL), [lane if not lane & s else VL + lane - s for lane in range(VL)])
+        hi = ir.Constant(ir.VectorType(I32, VL), [lane + s if not lane & s else VL + lane for lane in range(VL)])
+        for i in range(VL):
+            if not i & s:
+                j = i + s
+                r[i], r[j] = b.shuffle_vector(r[i], r[j], lo), b.shuffle_vector(r[i], r[j], hi)
+    return r
+
+
+def emit_reorder(module, k: Reorder, symbol: str):
+    """Layout changes: 16x16 register transposes, gathers for the last partial chunk."""
+    fn, b = new_kernel(module, symbol)
+    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    S = k.dims[0] * k.dims[1] * k.dims[2]
+    cb = cblocks(k.c)
+    v64 = ir.VectorType(I64, VL)
+    full = S - S % VL
+
+    def body(n, r):
+        if k.kind in ("to_blocked", "from_blocked"):
+            plain = b.fptr(src if k.kind == "to_blocked" else dst, b.imul(b.iadd(b.imul(n, k.c), b.imul(r, VL)), S))
+            blocked = b.fptr(dst if k.kind == "to_blocked" else src, b.imul(b.iadd(b.imul(n, cb), r), S * VL))
+            valid = b.sub(i64(k.c), b.imul(r, VL))  # real channels in this block
+            real = [b.icmp_signed(">", valid, i64(c)) for c in range(VL)]
+            if full:
+                with b.loop(0, full, step=VL, name="s") as s:
+                    if k.kind == "to_blocked":
+                        # rows of absent channels read channel 0 and are zeroed: no read past the input
+                        rows = [b.select(real[c], b.vload(plain, b.iadd(b.imul(b.select(real[c], i64(c), i64(0)), S), s)),
+                                         splat(0.0)) for c in range(VL)]
+                        for j, v in enumerate(_transpose16(b, rows)):
+                            b.vstore(v, blocked, b.imul(b.iadd(s, j), VL))
+                    else:
+                        cols = _transpose16(b, [b.vload(blocked, b.imul(b.iadd(s, j), VL)) for j in range(VL)])
+                        for c in range(VL):
+                            with b.if_then(real[c]):
+                                b.vstore(cols[c], plain, b.iadd(i64(c * S), s))
+            if full < S:  # the last partial chunk of positions, one gather per position or channel
+                mask = b.lane_mask(valid)
+                if k.kind == "to_blocked":
+                    stride = ir.Constant(v64, [lane * S for lane in range(VL)])
+                    for s in range(full, S):
+                        b.vstore(b.gather(b.fptr(plain, s), stride, mask), blocked, s * VL)
+                else:
+                    tail = b.lane_mask(i64(S - full))
+                    stride = ir.Constant(v64, [j * VL for j in range(VL)])
+                    for c in range(VL):
+                        with b.if_then(real[c]):
+                            x = b.gather(b.fptr(blocked, full * VL + c), stride, tail)
+                            b.masked_store(x, b.fptr(plain, c * S + full), tail)
+        else:  # flatten; r: output block of the flat vector, f = c * S + s
+            total = k.c * S
+            inp = b.fptr(src, b.imul(n, cb * S * VL))
+            out = b.fptr(dst, b.imul(b.iadd(b.imul(n, cblocks(total)), r), VL))
+            for lane in range(VL):
+                f = b.iadd(b.imul(r, VL), lane)
+                c, s = b.sdiv(f, i64(S)), b.srem(f, i64(S))
+                off = b.iadd(b.iadd(b.imul(b.sdiv(c, i64(VL)), S * VL), b.imul(s, VL)), b.srem(c, i64(VL)))
+                real = b.icmp_signed("<", f, i64(total))
+                x = b.select(real, b.sload(inp, b.select(real, off, i64(0))), ir.Constant(F32, 0.0))
+                b.store(x, b.fptr(out, lane), align=4)
+
+    _items(b, fn, k.items(), body)
+    b.ret_void()
+
+
+def emit_pool(module, k: PoolOp, symbol: str):
+    """Windowed max/avg over a blocked tensor, bounds-checked per tap."""
+    fn, b = new_kernel(module, symbol)
+    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    p = k.pool
+    ID, IH, IW = k.in_dims
+    QD, QH, QW = p.out
+    cb = cblocks(k.c)
+    acc = b.vslot()
+    is_max = p.kind == "max"
+    if not is_max:
+        tables = []
+        for d, t in enumerate(p.divisors(k.in_dims)):
+            ty = ir.ArrayType(F32, len(t))
+            g = ir.GlobalVariable(module, ty, name=f"{symbol}.div{d}")
+            g.global_constant, g.linkage, g.initializer = True, "internal", ir.Constant(ty, t)
+            tables.append(g)
+
+    def taps(q, d):
+        """[lo, hi) of window taps inside the input along dim d."""
+        base = b.sub(b.imul(q, p.stride[d]), i64(p.pad_lo[d]))
+        dil, n = p.dilation[d], k.in_dims[d]
+        neg = b.sub(i64(0), base)
+        lo = b.select(b.icmp_signed("<=", neg, i64(0)), i64(0), b.sdiv(b.add(neg, i64(dil - 1)), i64(dil)))
+        last = b.sub(i64(n - 1), base)
+        hi = b.select(b.icmp_signed("<", last, i64(0)), i64(0), b.add(b.sdiv(last, i64(dil)), i64(1)))
+        hi = b.imin(hi, p.kernel[d])
+        return lo, b.imax(hi, lo), base
+
+    def body(n, r):
+        c = b.sdiv(r, i64(QD * QH))
+        r2 = b.srem(r, i64(QD * QH))
+        qd, qh = b.sdiv(r2, i64(QH)), b.srem(r2, i64(QH))
+        inp = b.fptr(src, b.imul(b.iadd(b.imul(n, cb), c), ID * IH * IW * VL))
+        out = b.fptr(dst, b.imul(b.iadd(b.imul(b.iadd(b.imul(n, cb), c), QD * QH), r2), QW * VL))
+        d_lo, d_hi, d0 = taps(qd, 0)
+        h_lo, h_hi, h0 = taps(qh, 1)
+        with b.loop(0, QW, name="qw") as qw:
+            w_lo, w_hi, w0 = taps(qw, 2)
+            b.store(splat(NEG_INF if is_max else 0.0), acc)
+            with b.loop(d_lo, d_hi, name="pd") as i:
+                dd = b.iadd(d0, b.imul(i, p.dilation[0]))
+                with b.loop(h_lo, h_hi, name="ph") as j:
+                    hh = b.iadd(h0, b.imul(j, p.dilation[1]))
+                    row = b.imul(b.iadd(b.imul(dd, IH), hh), IW)
+                    with b.loop(w_lo, w_hi, name="pw") as t:
+                        ww = b.iadd(w0, b.imul(t, p.dilation[2]))
+                        x = b.vload(inp, b.imul(b.iadd(row, ww), VL))
+                        a = b.load(acc, typ=VEC)
+                        b.store(b.vmax(a, x) if is_max else b.fadd(a, x), acc)
+            y = b.load(acc, typ=VEC)
+            if not is_max:
+                f = b.fmul(b.fmul(b.load(b.gep(tables[0], [i64(0), qd], inbounds=True), typ=F32),
+                                  b.load(b.gep(tables[1], [i64(0), qh], inbounds=True), typ=F32)),
+                           b.load(b.gep(tables[2], [i64(0), qw], inbounds=True), typ=F32))
+                y = b.fmul(y, b.bcast(f))
+            b.vstore(y, out, b.imul(qw, VL))
+
+    _items(b, fn, k.items(), body)
+    b.ret_void()
+
+
+def emit_eltwise(module, k: Eltwise, symbol: str):
+    fn, b = new_kernel(module, symbol)
+    ptrs = [b.arg_ptr(fn.args[0], i) for i in range(k.n_inputs + 1)]
+
+    def body(n, r):
+        base = b.iadd(b.imul(n, k.size), b.imul(r, k.CHUNK))
+        count = b.imin(i64(k.CHUNK), b.sub(i64(k.size), b.imul(r, k.CHUNK)))
+        # sizes are whole blocks of 16 (the blocked layout), so vectors never straddle the end
+        with b.loop(0, count, step=VL, name="e") as e:
+            off = b.iadd(base, e)
+            x = b.vload(ptrs[1], off)
+            for p in ptrs[2:]:
+                x = b.fadd(x, b.vload(p, off))
+            for kind, alpha in k.acts:
+                x = b.activation(x, kind, alpha)
+            b.vstore(x, ptrs[0], off)
+
+    _items(b, fn, k.items(), body)
+    b.ret_void()
+
+
+def emit_affine(module, k: Affine, symbol: str):
+    fn, b = new_kernel(module, symbol)
+    src, dst, aff = (b.arg_ptr(fn.args[0], i) for i in range(3))
+    cb = cblocks(k.c)
+
+    def body(n, c):
+        scale = b.vload(aff, b.imul(c, VL))
+        shift = b.vload(aff, b.iadd(b.imul(c, VL), cb * VL))
+        base = b.imul(b.iadd(b.imul(n, cb), c), k.spatial * VL)
+        with b.loop(0, k.spatial, name="s") as s:
+            off = b.iadd(base, b.imul(s, VL))
+            b.vstore(b.fma(b.vload(src, off), scale, shift), dst, off)
+
+    _items(b, fn, k.items(), body)
+    b.ret_void()
+
+
+def emit_linear(module, k: LinearKernel, symbol: str):
+    """GEMV/GEMM on packed weights: NB samples share each weight vector load; a
+    group with fewer than NB samples left runs them one by one."""
+    fn, b = new_kernel(module, symbol)
+    src, w, bias, dst = (b.arg_ptr(fn.args[0], i) for i in range(4))
+    batch = b.ptrtoint(b.arg_ptr(fn.args[0], 4), ir.IntType(64))
+    NB, U = k.NB, 4
+    ob = cblocks(k.cout)
+    acc = [[b.vslot() for _ in range(U)] for _ in range(NB)]
+    ep = k.epilogue
+
+    def samples(n0, nb, o):
+        """out[n0 .. n0+nb) at output block o; U independent accumulators per sample hide FMA latency."""
+        rows = [b.fptr(src, b.imul(b.iadd(n0, j), k.fin)) for j in range(nb)]
+        wo = b.fptr(w, b.imul(o, k.fin * VL))
+        for r in acc[:nb]:
+            for s in r:
+                b.store(splat(0.0), s)
+        main = k.fin - k.fin % U
+        if main:
+            with b.loop(0, main, step=U, name="f") as f:
+                wv = [b.vload(wo, b.imul(b.iadd(f, u), VL)) for u in range(U)]
+                for j in range(nb):
+                    for u in range(U):
+                        x = b.bcast(b.sload(rows[j], b.iadd(f, u)))
+                        b.store(b.fma(x, wv[u], b.load(acc[j][u], typ=VEC)), acc[j][u])
+        for f in range(main, k.fin):
+            wv = b.vload(wo, f * VL)
+            for j in range(nb):
+                b.store(b.fma(b.bcast(b.sload(rows[j], f)), wv, b.load(acc[j][0], typ=VEC)), acc[j][0])
+        bv = b.vload(bias, b.imul(o, VL)) if ep.bias else None
+        for j in range(nb):
+            y = b.load(acc[j][0], typ=VEC)
+            for u in range(1, U):
+                y = b.fadd(y, b.load(acc[j][u], typ=VEC))
+            if bv is not None:
+                y = b.fadd(y, bv)
+            for kind, alpha in ep.pre + ep.post:
+                y = b.activation(y, kind, alpha)
+            b.vstore(y, dst, b.imul(b.iadd(b.imul(b.iadd(n0, j), ob), o), VL))
+
+    _, start, end = fn.args
+    with b.loop(start, end, name="item") as item:
+        n0 = b.imul(b.sdiv(item, i64(ob)), NB)
+        o = b.srem(item, i64(ob))
+        with b.if_else(b.icmp_signed(">=", b.sub(batch, n0), i64(NB))) as (full, rest):
+            with full:
+                samples(n0, NB, o)
+            with rest, b.loop(n0, batch, name="n") as n:
+                samples(n, 1, o)
+    b.ret_void()
+
+
+def emit_channel_op(module, k: ChannelOp, symbol: str):
+    """Softmax or LRN across channels at one spatial position."""
+    fn, b = new_kernel(module, symbol)
+    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    cb, S = cblocks(k.c), k.spatial
+    acc = b.vslot()
+
+    def body(n, s):
+        base = b.iadd(b.imul(n, cb * S * VL), b.imul(s, VL))
+
+        def at(c):  # offset of the channel block c (i64) at this position
+            return b.iadd(base, b.imul(c, S * VL))
+
+        def mask(c):
+            return b.lane_mask(b.sub(i64(k.c), b.imul(c, VL)))
+
+        if k.kind == "softmax":
+            b.store(splat(NEG_INF), acc)
+            with b.loop(0, cb, name="c") as c:
+                x = b.select(mask(c), b.vload(src, at(c)), splat(NEG_INF))
+                b.store(b.vmax(b.load(acc, typ=VEC), x), acc)
+            m = b.bcast(_reduce(b, "fmax", b.load(acc, typ=VEC)))
+            b.store(splat(0.0), acc)
+            with b.loop(0, cb, name="c") as c:
+                e = b.select(mask(c), b.vexp(b.fsub(b.vload(src, at(c)), m)), splat(0.0))
+                b.vstore(e, dst, at(c))
+                b.store(b.fadd(b.load(acc, typ=VEC), e), acc)
+            inv = b.bcast(b.fdiv(ir.Constant(F32, 1.0), _reduce(b, "fadd", b.load(acc, typ=VEC))))
+            with b.loop(0, cb, name="c") as c:
+                b.vstore(b.fmul(b.vload(dst, at(c)), inv), dst, at(c))
+            return
+        # LRN: scalar over channels, the window spanning size//2 before and (size-1)//2 after
+        pw = b.module.globals.get("llvm.pow.f32") or ir.Function(
+            b.module, ir.FunctionType(F32, [F32, F32]), name="llvm.pow.f32")
+        ssum = b.vslot(F32)
+
+        def off(c):
+            return b.iadd(base, b.iadd(b.imul(b.sdiv(c, i64(VL)), S * VL), b.srem(c, i64(VL))))
+
+        with b.loop(0, k.c, name="c") as c:
+            b.store(ir.Constant(F32, 0.0), ssum)
+            lo = b.imax(b.sub(c, i64(k.size // 2)), 0)
+            hi = b.imin(b.iadd(c, i64((k.size - 1) // 2 + 1)), k.c)
+            with b.loop(lo, hi, name="j") as j:
+                x = b.sload(src, off(j))
+                b.store(b.fadd(b.load(ssum, typ=F32), b.fmul(x, x)), ssum)
+            d = b.fadd(ir.Constant(F32, k.k), b.fmul(ir.Constant(F32, k.alpha / k.size), b.load(ssum, typ=F32)))
+            y = b.fdiv(b.sload(src, off(c)), b.call(pw, [d, ir.Constant(F32, k.beta)]))
+            b.store(y, b.fptr(dst, off(c)), align=4)
+        # padding lanes of the last block stay finite (zero) for consumers reading whole vectors
+        with b.loop(k.c, cb * VL, name="z") as c:
+            b.store(ir.Constant(F32, 0.0), b.fptr(dst, off(c)), align=4)
+
+    _items(b, fn, k.items(), body)
+    b.ret_void()
+
+
+def emit_pad(module, k: PadOp, symbol: str):
+    fn, b = new_kernel(module, symbol)
+    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    cb = cblocks(k.c)
+    ID, IH, IW = k.in_dims
+    OD, OH, OW = k.out_dims
+    fill = splat(k.value)
+
+    def body(n, r):
+        c = b.sdiv(r, i64(OD * OH))
+        r2 = b.srem(r, i64(OD * OH))
+        od, oh = b.sdiv(r2, i64(OH)), b.srem(r2, i64(OH))
+        id_, ih = b.sub(od, i64(k.pad_lo[0])), b.sub(oh, i64(k.pad_lo[1]))
+        row_ok = b.and_(b.in_range(id_, 0, ID), b.in_range(ih, 0, IH))
+        inp = b.fptr(src, b.imul(b.iadd(b.imul(b.iadd(b.imul(n, cb), c), ID * IH), b.iadd(b.imul(id_, IH), ih)),
+                                 IW * VL))
+        out = b.fptr(dst, b.imul(b.iadd(b.imul(b.iadd(b.imul(n, cb), c), OD * OH), r2), OW * VL))
+        with b.loop(0, OW, name="ow") as ow:
+            iw = b.sub(ow, i64(k.pad_lo[2]))
+            ok = b.and_(row_ok, b.in_range(iw, 0, IW))
+            with b.if_else(ok) as (then, other):
+                with then:
+                    b.vstore(b.vload(inp, b.imul(iw, VL)), out, b.imul(ow, VL))
+                with other:
+                    b.vstore(fill, out, b.imul(ow, VL))
+
+    _items(b, fn, k.items(), body)
+    b.ret_void()
+
+
+def emit_concat_copy(module, k: ConcatCopy, symbol: str):
+    fn, b = new_kernel(module, symbol)
+    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    S = k.spatial
+    cbi, cbo = cblocks(k.c), cblocks(k.total)
+
+    def body(n, c):
+        def lane_off(ch, nblocks):
+            return b.iadd(b.imul(b.iadd(b.imul(n, nblocks), b.sdiv(ch, i64(VL))), S * VL), b.srem(ch, i64(VL)))
+
+        with b.if_else(b.icmp_signed("<", c, i64(k.c))) as (then, other):
+            with then:
+                si, so = lane_off(c, cbi), lane_off(b.iadd(c, k.offset), cbo)
+                with b.loop(0, S, name="s") as s:
+                    b.store(b.sload(src, b.iadd(si, b.imul(s, VL))), b.fptr(dst, b.iadd(so, b.imul(s, VL))), align=4)
+            with other, b.loop(k.total, cbo * VL, name="z") as ch:  # the extra item: padding lanes
+                so = lane_off(ch, cbo)
+                with b.loop(0, S, name="s") as s:
+                    b.store(ir.Constant(F32, 0.0), b.fptr(dst, b.iadd(so, b.imul(s, VL))), align=4)
+
+    _items(b, fn, k.items(), body)
+    b.ret_void()
+
+
+EMITTERS = {Reorder: emit_reorder, PoolOp: emit_pool, Eltwise: emit_eltwise, Affine: emit_affine,
+            LinearKernel: emit_linear, ChannelOp: emit_channel_op, PadOp: emit_pad, ConcatCopy: emit_concat_copy}

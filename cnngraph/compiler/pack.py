@@ -1,0 +1,85 @@
+"""Weight packing (once, at compile time) and layout conversions used by tests.
+
+Packed layouts match the emitters' loads exactly:
+
+* conv: [oc group][input block][kd][kh][kw][input channel][V][16], zeros where
+  a (group-unaligned) channel pair is not connected or is padding;
+* depthwise: [channel block][kd][kh][kw][16];
+* linear: see `pack_linear`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .irutil import VL
+from .kernels import ConvKernel, cblocks
+
+
+def as3d(shape_tail: tuple) -> tuple:
+    """Spatial dims padded in front with ones to (D, H, W)."""
+    return (1,) * (3 - len(shape_tail)) + tuple(shape_tail)
+
+
+def pad_channels(v: np.ndarray | None, c: int) -> np.ndarray:
+    """A per-channel vector zero-padded to whole blocks (zeros when v is None)."""
+    out = np.zeros(cblocks(c) * VL, np.float32)
+    if v is not None:
+        out[:c] = v
+    return out
+
+
+def pack_conv(k: ConvKernel, weight: np.ndarray) -> np.ndarray:
+    """Pack a (Cout, Cin/groups, *kernel) weight for kernel `k`."""
+    kd, kh, kw = k.kernel
+    cout, cin, g = k.cout, k.cin, k.groups
+    w = np.asarray(weight, np.float32).reshape(cout, cin // g, kd, kh, kw)
+    ob = k.ob
+    if k.depthwise:
+        out = np.zeros((ob * VL, kd, kh, kw), np.float32)
+        out[:cout] = w[:, 0]
+        return np.ascontiguousarray(out.reshape(ob, VL, kd, kh, kw).transpose(0, 2, 3, 4, 1))
+    ici = k.ic_inner
+    cpad = cin if k.in_plain else cblocks(cin) * VL
+    dense = np.zeros((ob * VL, cpad, kd, kh, kw), np.float32)
+    cin_g, cout_g = cin // g, cout // g
+    if g == 1:
+        dense[:cout, :cin] = w
+    else:
+        rows = np.arange(cout)[:, None]
+        cols = (np.arange(cout) // cout_g * cin_g)[:, None] + np.arange(cin_g)[None, :]
+        dense[rows, cols] = w
+    V, _ = k.tiling()
+    icb = k.icb_per_group
+    og = ob // V
+    if not (k.aligned_groups and g > 1):  # every output group reads all input blocks
+        sub = dense[:, :icb * ici].reshape(og, V, VL, icb, ici, kd, kh, kw)
+        return np.ascontiguousarray(sub.transpose(0, 3, 5, 6, 7, 4, 1, 2))
+    groups = []
+    for o in range(og):
+        icb0 = (o * V // k.ob_per_group) * icb
+        sub = dense[o * V * VL:(o + 1) * V * VL, icb0 * ici:(icb0 + icb) * ici]
+        groups.append(sub.reshape(V, VL, icb, ici, kd, kh, kw).transpose(2, 4, 5, 6, 3, 0, 1))
+    return np.ascontiguousarray(np.stack(groups))
+
+
+def to_blocked(x: np.ndarray) -> np.ndarray:
+    """(N, C, *spatial) -> (N, C/16, D, H, W, 16), zero-padded channels.
+
+    >>> x = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)
+    >>> to_blocked(x).shape, bool((from_blocked(to_blocked(x), 3, (5,)) == x).all())
+    ((2, 1, 1, 1, 5, 16), True)
+    """
+    n, c = x.shape[:2]
+    d, h, w = as3d(x.shape[2:])
+    cb = cblocks(c)
+    out = np.zeros((n, cb * VL, d, h, w), np.float32)
+    out[:, :c] = x.reshape(n, c, d, h, w)
+    return np.ascontiguousarray(out.reshape(n, cb, VL, d, h, w).transpose(0, 1, 3, 4, 5, 2))
+
+
+def from_blocked(xb: np.ndarray, c: int, spatial: tuple) -> np.ndarray:
+    """Inverse of `to_blocked` for a tensor of c channels and the given spatial dims."""
+    n, cb, d, h, w, _ = xb.shape
+    x = xb.transpose(0, 1, 5, 2, 3, 4).reshape(n, cb * VL, d, h, w)[:, :c]
+    return np.ascontiguousarray(x.reshape(n, c, *spatial))

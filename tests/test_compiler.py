@@ -1,0 +1,266 @@
+"""The JIT compiler against the numpy reference executor (the oracle).
+
+Bundled specs run at reduced input sizes where the full size would make the
+numpy reference slow; random small nets (hypothesis) cover layer configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cnngraph
+from cnngraph import oracle
+from cnngraph.compiler import compile as jit_compile
+from cnngraph.spec import load as load_spec
+
+SPECS = pathlib.Path(__file__).resolve().parent.parent / "specs"
+# input sizes that keep the numpy reference fast; every other spec runs as written
+SMALL = {"vgg16": (3, 64, 64), "alexnet": (3, 131, 131), "googlenet": (3, 96, 96), "resnet50": (3, 96, 96),
+         "resnet18": (3, 96, 96), "mobilenet_v2": (3, 96, 96)}
+
+
+def rel_err(y, r) -> float:
+    """Max |y - r| over max |r|; equal infinities (a dilated pool window wholly in padding) agree."""
+    with np.errstate(invalid="ignore"):  # inf - inf where they agree, masked just below
+        diff = np.where(y == r, 0.0, np.abs(y - r))
+    finite = np.abs(r[np.isfinite(r)])
+    return float(diff.max() / max(finite.max() if finite.size else 0.0, 1e-6))
+
+
+def check(net, batch=(1, 3), seed=0):
+    for n in batch:
+        x = np.random.default_rng(seed + n).standard_normal((n, *net.input_shape)).astype(np.float32)
+        y = net(x)
+        r = oracle.run(net.graph, x, net.weights)
+        assert y.shape == r.shape
+        assert rel_err(y, r) < 1e-4, f"batch {n}: max relative error {rel_err(y, r):.2e}"
+
+
+@pytest.mark.parametrize("path", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_bundled_spec_matches_reference(path):
+    spec = load_spec(path)
+    if path.stem in SMALL:
+        spec = dataclasses.replace(spec, input_shape=SMALL[path.stem])
+    net = jit_compile(cnngraph.load(spec))
+    check(net)
+
+
+def net(text: str, **kw):
+    return jit_compile(text, **kw)
+
+
+def test_lenet_fuses_conv_relu_pool_into_named_kernels():
+    n = jit_compile(str(SPECS / "lenet5.yaml"))
+    symbols = [s.symbol for s in n.plan.steps]
+    assert symbols[0] == "fused_conv2d_relu_maxpool2d"
+    assert symbols[1].startswith("fused_conv2d_relu_maxpool2d")
+    assert symbols[2] == "fused_linear_relu"
+
+
+def test_resnet_folds_batchnorm_and_fuses_residual_add():
+    spec = dataclasses.replace(load_spec(SPECS / "resnet18.yaml"), input_shape=(3, 64, 64))
+    n = jit_compile(cnngraph.load(spec))
+    kinds = {type(s.kernel).__name__ for s in n.plan.steps}
+    assert "Affine" not in kinds and "Eltwise" not in kinds  # no standalone batchnorm or add
+    assert any("add_relu" in s.symbol for s in n.plan.steps)
+    check(n, batch=(2,))
+
+
+BRANCHES = """
+input: [{c}, 9, 9]
+layers:
+  - conv: {{name: a, out: {a}, kernel: 3, padding: 1}}
+  - conv: {{name: b, from: input, out: {b}, kernel: 1}}
+  - maxpool: {{name: p, from: input, kernel: 3, stride: 1, padding: 1}}
+  - concat: {{name: cat, from: [a, b, p]}}
+  - relu
+"""
+
+
+@pytest.mark.parametrize("c,a,b", [(16, 32, 16), (5, 7, 3)])
+def test_concat_in_place_and_copied(c, a, b):
+    n = net(BRANCHES.format(c=c, a=a, b=b))
+    copies = sum(type(s.kernel).__name__ == "ConcatCopy" for s in n.plan.steps)
+    assert copies == (1 if c % 16 == 0 else 3)  # aligned: convs write their slice, only the pool copies
+    check(n)
+
+
+@pytest.mark.parametrize("layers", [
+    "[{conv: {out: 20, kernel: 3}}, {sigmoid: {}}, {batchnorm: {}}, {tanh: {}}]",
+    "[{conv: {out: 8, kernel: 3}}, {leaky_relu: {alpha: 0.2}}, {lrn: {size: 3}}, {softmax: {}}]",
+    "[{conv: {out: 40, kernel: 1}}, {relu6: {}}, {conv: {kernel: 3, groups: depthwise}}, {relu6: {}}]",
+    "[{pad: {padding: [[1, 2], [0, 1]], value: 0.5}}, {conv: {out: 4, kernel: 2}}, {global_maxpool: {}}]",
+    "[{avgpool: {kernel: 3, stride: 2, padding: 1, ceil_mode: true, count_include_pad: false}}, {relu: {}}]",
+    "[{conv: {out: 16, kernel: 3}}, {flatten: {}}, {batchnorm: {}}, {linear: {out: 7}}, {softmax: {}}]",
+    "[{conv: {out: 16, kernel: 3}}, {flatten: {}}, {softmax: {}}]",
+    "[{global_avgpool: {}}, {flatten: {}}, {dropout: {}}, {linear: {out: 32, bias: false}}, {batchnorm: {}}]",
+    "[{dropout: {}}]",
+])
+def test_layer_mix(layers):
+    check(net(f"input: [3, 11, 10]\nlayers: {layers}"))
+
+
+def test_add_of_three_and_shared_operand():
+    text = """
+input: [16, 6, 6]
+layers:
+  - conv: {name: a, out: 16, kernel: 3, padding: 1}
+  - conv: {name: b, from: input, out: 16, kernel: 1}
+  - add: {name: s, from: [a, b, input]}
+  - add: {name: t, from: [s, s]}
+  - relu
+"""
+    check(net(text))
+
+
+# ---- random layer configs ---------------------------------------------------
+
+@st.composite
+def conv_nets(draw):
+    nd = draw(st.integers(1, 3))
+    size = {1: (5, 20), 2: (4, 11), 3: (3, 6)}[nd]
+    spatial = [draw(st.integers(*size)) for _ in range(nd)]
+    groups = draw(st.sampled_from([1, 1, 2, "depthwise"]))
+    cin = draw(st.sampled_from([1, 3, 4, 16, 32]))
+    if groups == 2 and cin % 2:
+        cin *= 2
+    cout = cin if groups == "depthwise" else draw(st.sampled_from([2, 6, 16, 32, 48])) * (2 if groups == 2 else 1)
+    k = draw(st.integers(1, 3))
+    dil = draw(st.integers(1, 2))
+    stride = draw(st.integers(1, 2))
+    pad = draw(st.integers(0, k // 2 * dil + 1))
+    conv = (f"{{conv: {{out: {cout}, kernel: {k}, stride: {stride}, padding: {pad}, dilation: {dil}, "
+            f"groups: {groups}, bias: {str(draw(st.booleans())).lower()}}}}}")
+    layers = [conv]
+    if draw(st.booleans()):
+        layers.append("{batchnorm: {}}")
+    layers.append(draw(st.sampled_from(["{relu: {}}", "{leaky_relu: {alpha: 0.1}}", "{sigmoid: {}}", "{tanh: {}}",
+                                        "{relu6: {}}", "{dropout: {}}"])))
+    if draw(st.booleans()):
+        kind = draw(st.sampled_from(["maxpool", "avgpool"]))
+        pk = draw(st.integers(1, 3))
+        ps = draw(st.integers(1, 3))
+        pp = draw(st.integers(0, pk // 2))
+        extra = (f", dilation: {draw(st.integers(1, 2))}" if kind == "maxpool"
+                 else f", count_include_pad: {str(draw(st.booleans())).lower()}")
+        layers.append(f"{{{kind}: {{kernel: {pk}, stride: {ps}, padding: {pp}, "
+                      f"ceil_mode: {str(draw(st.booleans())).lower()}{extra}}}}}")
+    return f"input: [{cin}, {', '.join(map(str, spatial))}]\nlayers: [{', '.join(layers)}]"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_nets())
+def test_random_conv_configs_match_reference(text):
+    try:
+        graph = cnngraph.load(text)
+    except cnngraph.SpecError:
+        return  # a window that does not fit: the front end's business
+    check(jit_compile(graph), batch=(1, 2))
+
+
+@st.composite
+def residual_nets(draw):
+    c = draw(st.sampled_from([8, 16, 32]))
+    h = draw(st.integers(3, 9))
+    act = draw(st.sampled_from(["relu", "tanh"]))
+    return f"""
+input: [{c}, {h}, {h + 1}]
+layers:
+  - conv: {{name: a, out: {c}, kernel: 3, padding: 1}}
+  - batchnorm: {{name: bn}}
+  - {act}: {{name: act}}
+  - conv: {{name: b, out: {c}, kernel: 3, padding: 1}}
+  - add: {{name: s, from: [b, input]}}
+  - {act}
+  - maxpool: {{kernel: 2, ceil_mode: true}}
+"""
+
+
+@settings(max_examples=10, deadline=None)
+@given(residual_nets())
+def test_random_residual_blocks(text):
+    check(jit_compile(text), batch=(1, 2))
+
+
+# ---- the runtime --------------------------------------------------------------
+
+LENET = str(SPECS / "lenet5.yaml")
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return jit_compile(LENET)
+
+
+def test_bad_inputs_raise_value_error_naming_the_shape(lenet):
+    with pytest.raises(ValueError, match=r"expected an input of shape \(N, 1, 32, 32\), got \(1, 32, 32\)"):
+        lenet(np.zeros((1, 32, 32), np.float32))
+    with pytest.raises(ValueError, match=r"expected an input of shape \(N, 1, 32, 32\), got \(2, 1, 32, 31\)"):
+        lenet(np.zeros((2, 1, 32, 31), np.float32))
+    with pytest.raises(ValueError, match="expected a float32 array.*got dtype complex64"):
+        lenet(np.zeros((1, 1, 32, 32), np.complex64))
+    with pytest.raises(ValueError, match="expected a float32 array.*got dtype <U1"):
+        lenet(np.full((1, 1, 32, 32), "a"))
+
+
+def test_float64_and_strided_inputs_are_converted(lenet):
+    x = np.random.default_rng(1).standard_normal((2, 1, 32, 64))
+    view = x[:, :, :, ::2]  # float64, not contiguous
+    ref = oracle.run(lenet.graph, np.ascontiguousarray(view, np.float32), lenet.weights)
+    assert rel_err(lenet(view), ref) < 1e-4
+    assert lenet(view.tolist()).shape == (2, 10)
+    assert lenet(np.zeros((0, 1, 32, 32), np.float32)).shape == (0, 10)
+
+
+def test_concurrent_calls_from_python_threads(lenet):
+    xs = [np.random.default_rng(i).standard_normal((i % 3 + 1, 1, 32, 32)).astype(np.float32) for i in range(8)]
+    want = [lenet(x) for x in xs]
+    got = [None] * len(xs)
+
+    def work(i):
+        for _ in range(20):
+            got[i] = lenet(xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_two_threads_match_one():
+    spec = dataclasses.replace(load_spec(SPECS / "resnet18.yaml"), input_shape=(3, 64, 64))
+    graph = cnngraph.load(spec)
+    one, two = jit_compile(graph, threads=1), jit_compile(graph, threads=2)
+    x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    assert two.threads_for(4) == 2
+    np.testing.assert_allclose(two(x), one(x), rtol=1e-5, atol=1e-6)
+
+
+def test_second_compile_comes_from_the_disk_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNGRAPH_CACHE", str(tmp_path))
+    first = jit_compile(LENET)
+    second = jit_compile(LENET)
+    assert not first.cached and second.cached
+    assert list(tmp_path.iterdir())
+    x = np.ones((1, 1, 32, 32), np.float32)
+    np.testing.assert_array_equal(first(x), second(x))
+
+
+def test_corrupt_cache_file_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNGRAPH_CACHE", str(tmp_path))
+    jit_compile(LENET)
+    for f in tmp_path.iterdir():
+        f.write_bytes(b"not an object file")
+    again = jit_compile(LENET)
+    assert not again.cached
+    assert again(np.ones((1, 1, 32, 32), np.float32)).shape == (1, 10)
