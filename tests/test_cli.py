@@ -1,7 +1,9 @@
 """The command line: presentation of what the library computes, clean errors, exit codes."""
 
 import json
+import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -28,11 +30,35 @@ def test_compile_json_is_one_document():
     assert doc["name"] == "lenet5" and doc["input_shape"] == [1, 32, 32]
     assert doc["totals"]["params"] == 61706 and doc["totals"]["macs"] == 416520
     assert [layer["name"] for layer in doc["layers"]][:2] == ["conv1", "relu1"]
+    comp = doc["compile"]
+    assert comp["kernels"][0] == {"name": "fused_conv2d_relu_maxpool2d", "layers": ["conv1", "relu1", "maxpool1"]}
+    assert comp["smoke"]["ok"] and comp["smoke"]["max_rel_error"] < 1e-4 and comp["seconds"] > 0
+
+
+def test_compile_text_lists_kernels_time_and_smoke_run(tmp_path):
+    ll, asm = tmp_path / "net.ll", tmp_path / "net.s"
+    code, out, err = cli("compile", SPECS / "lenet5.yaml", "--emit-llvm", ll, "--emit-asm", asm)
+    assert code == 0, err
+    assert re.search(r"^compiled 6 kernels in \d+\.\d+ s \((cold|from the cache)\), \d thread\(s\):$", out, re.M)
+    assert re.search(r"^  fused_conv2d_relu_maxpool2d_1 +conv2, relu2, maxpool2$", out, re.M)
+    assert re.search(r"^smoke run: batch 2, max relative error vs reference \S+ \(ok\)$", out, re.M)
+    assert 'define void @"fused_conv2d_relu_maxpool2d"(' in ll.read_text()
+    assert "fused_linear_relu:" in asm.read_text() and "zmm" in asm.read_text()  # 512-bit vectors
+
+
+def test_debug_levels_print_plan_and_ir_on_stderr():
+    env = {**os.environ, "DEBUG": "3"}
+    p = subprocess.run([sys.executable, "-m", "cnngraph", "compile", str(SPECS / "lenet5.yaml")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "=== DEBUG 1: report ===" in p.stderr
+    assert re.search(r"=== DEBUG 2: fusion plan ===\n +0 fused_conv2d_relu_maxpool2d +conv1, relu1, maxpool1", p.stderr)
+    assert "=== DEBUG 3: LLVM IR ===" in p.stderr and "=== DEBUG 4" not in p.stderr
 
 
 def test_compile_writes_dot(tmp_path, capsys):
     dot = tmp_path / "g.dot"
-    assert main(["compile", str(SPECS / "lenet5.yaml"), "--dot", str(dot)]) == 0
+    assert main(["compile", "--no-compile", str(SPECS / "lenet5.yaml"), "--dot", str(dot)]) == 0
     text = dot.read_text()
     assert text.startswith('digraph "lenet5"') and text.count("->") == 12
     assert '"conv1" [label="conv1\\nconv2d\\n6x28x28"]' in text
@@ -64,7 +90,6 @@ def test_user_mistakes_exit_1_without_traceback(tmp_path, args, message):
     assert code == 1
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
-    import re
     assert re.search(message, err), err
 
 

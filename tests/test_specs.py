@@ -168,7 +168,7 @@ def _parse_dot(text: str):
 @pytest.mark.parametrize("name", ["googlenet", "resnet18"])
 def test_dot_output_is_one_node_per_layer(graphs, name, tmp_path, capsys):
     out = tmp_path / "g.dot"
-    assert main(["compile", str(spec(name)), "--dot", str(out)]) == 0
+    assert main(["compile", "--no-compile", str(spec(name)), "--dot", str(out)]) == 0
     capsys.readouterr()
     g = graphs[name]
     title, nodes, edges = _parse_dot(out.read_text())
@@ -186,7 +186,7 @@ def test_dot_output_is_one_node_per_layer(graphs, name, tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["lenet5", "resnet18"])
 def test_cli_text_report_golden(name, capsys):
-    assert main(["compile", str(spec(name))]) == 0
+    assert main(["compile", "--no-compile", str(spec(name))]) == 0
     out = capsys.readouterr().out
     golden = GOLDEN / f"{name}.txt"
     if os.environ.get("CNNGRAPH_REGEN"):
@@ -209,11 +209,11 @@ def test_untiled_stride_warns(tmp_path, capsys):
     # the CLI prints it after the report, and still succeeds
     path = tmp_path / "alex224.yaml"
     path.write_text(ALEX224)
-    assert main(["compile", str(path)]) == 0
+    assert main(["compile", "--no-compile", str(path)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^warning: .*alex224.yaml:\d+:\d+: layer 'features.0' \(conv2d\): stride 4x4 does not tile",
                      out, re.MULTILINE)
-    assert main(["compile", str(path), "--json"]) == 0
+    assert main(["compile", "--no-compile", str(path), "--json"]) == 0
     assert "features.0" in json.loads(capsys.readouterr().out)["warnings"][0]
 
 
@@ -223,10 +223,10 @@ def test_strict_turns_the_warning_into_an_error(tmp_path, capsys):
         cnngraph.load(ALEX224, strict=True)
     path = tmp_path / "alex224.yaml"
     path.write_text(ALEX224)
-    assert main(["compile", str(path), "--strict"]) == 1
+    assert main(["compile", "--no-compile", str(path), "--strict"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}:") and "does not tile" in err and "Traceback" not in err
-    assert main(["compile", str(spec("alexnet")), "--strict"]) == 0
+    assert main(["compile", "--no-compile", str(spec("alexnet")), "--strict"]) == 0
 
 
 # ---- docs/spec.md stays true --------------------------------------------------

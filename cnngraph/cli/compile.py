@@ -1,30 +1,86 @@
-"""`cnngraph compile net.yaml`: the report, then (when available) the compiled net."""
+"""`cnngraph compile net.yaml`: the report, then the compiled net (kernels, compile
+time, and a smoke run checked against the reference executor)."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
-from .. import load, report
+import numpy as np
+
+import cnngraph
+
+from .. import oracle, report
+from .. import weights as W
+from ..errors import CnnGraphError
+
+SMOKE_BATCH = 2
+SMOKE_RTOL = 1e-4
 
 
 def add_parser(sub):
-    p = sub.add_parser("compile", help="report shapes, parameters, MACs, receptive fields; compile")
-    p.add_argument("spec", help="a network spec (.yaml)")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    p = sub.add_parser("compile", help="report shapes, parameters, MACs, receptive fields; compile to native code")
+    p.add_argument("spec", help="a network spec (.yaml) or an ONNX model (.onnx)")
+    p.add_argument("--json", action="store_true", help="print the report (and compile results) as one JSON document")
     p.add_argument("--dot", metavar="FILE", help="write the graph as Graphviz DOT")
     p.add_argument("--strict", action="store_true", help="make warnings (e.g. untiled strides) errors")
+    p.add_argument("--no-compile", action="store_true", help="report only")
+    p.add_argument("--weights", metavar="FILE", help=".npz or .safetensors (default: seeded init)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the default initialisation")
+    p.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
+    p.add_argument("--emit-llvm", metavar="FILE", help="write the LLVM IR")
+    p.add_argument("--emit-asm", metavar="FILE", help="write the optimised assembly")
     p.set_defaults(func=main)
 
 
+def smoke(graph, net, seed: int) -> dict:
+    """A random batch through the compiled net and the oracle; the largest relative error."""
+    x = np.random.default_rng(seed).standard_normal((SMOKE_BATCH, *graph.input_shape)).astype(np.float32)
+    y, want = net(x), oracle.run(graph, x, net.weights)
+    err = float(np.max(np.abs(y - want)) / max(float(np.max(np.abs(want))), 1e-30))
+    return {"batch": SMOKE_BATCH, "max_rel_error": err, "ok": bool(err <= SMOKE_RTOL)}
+
+
 def main(args) -> int:
-    graph = load(args.spec, strict=args.strict)
+    graph = cnngraph.load(args.spec, strict=args.strict)
     if args.dot:
         with open(args.dot, "w") as f:
             f.write(report.to_dot(graph))
+    doc = report.to_json(graph) if args.json else None
+    if not args.json:
+        print(report.to_text(graph), flush=True)
+    if args.no_compile:
+        if args.json:
+            print(json.dumps(doc, indent=2))
+        return 0
+
+    from ..compiler import assembly, llvm_ir
+    weights = W.resolve(graph, cnngraph.onnx_weights(args.spec, args.weights), args.seed)
+    t0 = time.perf_counter()
+    net = cnngraph.compile(graph, threads=args.threads, weights=weights)
+    seconds = time.perf_counter() - t0
+    if args.emit_llvm:
+        with open(args.emit_llvm, "w") as f:
+            f.write(llvm_ir(net.plan))
+    if args.emit_asm:
+        with open(args.emit_asm, "w") as f:
+            f.write(assembly(net.plan))
+    check = smoke(graph, net, args.seed)
+    kernels = [{"name": s.symbol, "layers": list(s.nodes)} for s in net.plan.steps]
     if args.json:
-        json.dump(report.to_json(graph), sys.stdout, indent=2)
-        print()
+        doc["compile"] = {"seconds": seconds, "cached": net.cached, "threads": net.threads,
+                          "kernels": kernels, "smoke": check}
+        print(json.dumps(doc, indent=2))
     else:
-        print(report.to_text(graph))
+        width = max(len(k["name"]) for k in kernels)
+        print(f"\ncompiled {len(kernels)} kernels in {seconds:.3f} s "
+              f"({'from the cache' if net.cached else 'cold'}), {net.threads} thread(s):")
+        for k in kernels:
+            print(f"  {k['name'].ljust(width)}  {', '.join(k['layers'])}")
+        print(f"smoke run: batch {check['batch']}, max relative error vs reference {check['max_rel_error']:.2e} "
+              f"({'ok' if check['ok'] else 'FAILED'})")
+    if not check["ok"]:
+        raise CnnGraphError(f"compiled output differs from the reference (max relative error "
+                            f"{check['max_rel_error']:.2e} > {SMOKE_RTOL}): a compiler bug, please report it")
     return 0

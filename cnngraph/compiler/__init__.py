@@ -6,7 +6,7 @@
                                             # verify, O3 for this CPU, in parallel parts
     net  = CompiledNet(graph, weights, plan, lib)
 
-Set CNNGRAPH_DEBUG=2 to print the plan, 3 to also print the LLVM IR.
+DEBUG=2 prints the plan, 3 also the LLVM IR, 4 also the assembly (on stderr).
 
 >>> import numpy as np
 >>> from cnngraph.compiler import compile
@@ -22,13 +22,14 @@ import hashlib
 import multiprocessing
 import os
 
+from .. import debug, report
 from . import jit
 from .emit_net import emit_kernels, emit_runner, kernel_list
 from .kernels import ConvKernel
 from .plan import Plan, build_plan
 from .runtime import CompiledNet
 
-__all__ = ["CompiledNet", "Plan", "build_plan", "compile", "emit_kernels", "emit_runner"]
+__all__ = ["CompiledNet", "Plan", "assembly", "build_plan", "compile", "emit_kernels", "emit_runner", "llvm_ir"]
 
 
 def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 0) -> CompiledNet:
@@ -42,32 +43,44 @@ def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 
     from .. import load
     from ..weights import resolve
 
-    graph = load(spec_or_path)
-    w = resolve(graph, weights, seed)
-    plan = build_plan(graph, w)
-    debug = int(os.environ.get("CNNGRAPH_DEBUG", "0") or 0)
-    if debug >= 2:
-        print(plan.describe())
+    graph = load(spec_or_path)                   # spec -> inferred graph
+    debug.log(debug.REPORT, "report", lambda: report.to_text(graph))
+    w = resolve(graph, weights, seed)            # weights, checked against the graph
+    plan = build_plan(graph, w)                  # fuse, pack weights, plan buffers
+    debug.log(debug.PLAN, "fusion plan", plan.describe)
+    debug.log(debug.IR, "LLVM IR", lambda: llvm_ir(plan))
+    debug.log(debug.ASM, "assembly", lambda: assembly(plan))
     key = hashlib.sha256((plan.key() + jit.host_key()).encode()).hexdigest()
-    lib, cached = jit.load_or_build(key, lambda: _build_objects(plan, debug))
+    lib, cached = jit.load_or_build(key, lambda: _build_objects(plan))  # cache, or emit + LLVM
     return CompiledNet(graph, w, plan, lib, threads, cached)
+
+
+def llvm_ir(plan: Plan) -> str:
+    """The plan's LLVM IR as text: the kernels module, then the runner module."""
+    return (f"; ---- module: kernels ----\n{emit_kernels(kernel_list(plan))}\n"
+            f"; ---- module: runner ----\n{emit_runner(plan)}")
+
+
+def assembly(plan: Plan) -> str:
+    """The optimised host assembly of both modules."""
+    return (f"# ---- module: kernels ----\n{jit.assembly(emit_kernels(kernel_list(plan)))}\n"
+            f"# ---- module: runner ----\n{jit.assembly(emit_runner(plan))}")
 
 
 def _compile_kernels(kernels) -> bytes:
     return jit.compile_ir(emit_kernels(kernels))
 
 
-def _build_objects(plan: Plan, debug: int = 0) -> list[bytes]:
+def _build_objects(plan: Plan) -> list[bytes]:
     """Object files for the plan: kernels split over worker processes (emission and
     LLVM both hold the GIL or llvmlite's lock), the runner compiled meanwhile."""
     kernels = kernel_list(plan)
-    if debug >= 3:
-        print(emit_kernels(kernels), emit_runner(plan))
     parts = min(os.cpu_count() or 1, 4)
     convs = sum(isinstance(k, ConvKernel) for _, k in kernels)
     if parts < 2 or convs < 4:
         return [_compile_kernels(kernels), jit.compile_ir(emit_runner(plan))]
-    groups, load = [[] for _ in range(parts)], [0] * parts
+    # more groups than workers: the pool evens out what the cost guess gets wrong
+    groups, load = [[] for _ in range(3 * parts)], [0] * (3 * parts)
     for sym, k in sorted(kernels, key=lambda sk: -_cost(sk[1])):
         i = load.index(min(load))
         groups[i].append((sym, k))

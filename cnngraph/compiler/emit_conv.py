@@ -7,8 +7,12 @@ accumulators before anything is stored.
 Pooling is computed per pooled output row: for each conv row under the pool
 window, tiles of conv pixels are reduced along W in registers and combined into
 the (L1-resident) pooled row; the pre-pool tensor never exists in memory.
-Pixels whose window leaves the input (padding) take a per-pixel path with
-bounds checks; all others take the unchecked register-tiled path.
+
+Along W, the interior of a row runs a loop of identical unchecked tiles. The
+row's edges sit at compile-time positions, so they get tiles of their own in
+which every tap that would read padding is simply not emitted (short rows are
+all such tiles). Only very wide edge regions fall back to a per-pixel loop with
+runtime bounds. Along D and H the valid tap range is computed per row.
 """
 
 from __future__ import annotations

@@ -70,8 +70,8 @@ def _wide_vectors(text: str) -> str:
     return _DEFINE.sub(r'\1\2 "prefer-vector-width"="512" "min-legal-vector-width"="512"', text)
 
 
-def compile_ir(ir_text: str, dump_asm: bool = False) -> bytes:
-    """Parse, verify, optimise (O3, new pass manager) and assemble to an object file."""
+def _optimised(ir_text: str):
+    """Parse, verify, then optimise (O3, new pass manager) for the host CPU."""
     tm = target_machine()
     mod = llvm.parse_assembly(_wide_vectors(ir_text))
     mod.verify()
@@ -83,9 +83,19 @@ def compile_ir(ir_text: str, dump_asm: bool = False) -> bytes:
     pto.loop_unrolling = False
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
-    if dump_asm:
-        print(tm.emit_assembly(mod))
+    return tm, mod
+
+
+def compile_ir(ir_text: str) -> bytes:
+    """IR text -> optimised object file for this CPU."""
+    tm, mod = _optimised(ir_text)
     return tm.emit_object(mod)
+
+
+def assembly(ir_text: str) -> str:
+    """IR text -> the optimised assembly (for `--emit-asm` and DEBUG=4)."""
+    tm, mod = _optimised(ir_text)
+    return tm.emit_assembly(mod)
 
 
 class NativeLib:

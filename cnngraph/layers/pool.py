@@ -36,11 +36,11 @@ class _Window(Layer):
         out = check_windows(in_shape[1:], k, s, d, pads, self.ceil_mode)
         for i, (n, kk, ss, dd, (lo, hi), o) in enumerate(zip(in_shape[1:], k, s, d, pads, out)):
             # a window of nothing but padding has no max and no average
-            for start in (-lo, (o - 1) * ss - lo):
-                if not any(0 <= start + t * dd < n for t in range(kk)):
-                    raise LayerError(f"padding [{lo}, {hi}] leaves windows along spatial dim {i} that see only padding "
-                                     f"(kernel {kk}, stride {ss}, input {n})", attr="padding",
-                                     hint="use padding of at most half the kernel, as PyTorch requires")
+            taps = (np.arange(o) * ss - lo)[:, None] + np.arange(kk) * dd
+            if not ((taps >= 0) & (taps < n)).any(axis=1).all():
+                raise LayerError(f"padding [{lo}, {hi}] leaves windows along spatial dim {i} that see only padding "
+                                 f"(kernel {kk}, stride {ss}, input {n})", attr="padding",
+                                 hint="use padding of at most half the kernel, as PyTorch requires")
         return out
 
     def op_name(self, in_shapes):
