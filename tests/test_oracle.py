@@ -134,44 +134,11 @@ def _torch():
 
 
 def torch_forward(kind, layer, x, params, in_shape):
-    """The same layer in torch.nn.functional (None where torch has no direct equivalent)."""
+    """The same layer in torch.nn.functional (float64), via the project's torch executor."""
     t = _torch()
-    F = t.nn.functional
-    tx = t.from_numpy(x)
-    tp = {k: t.from_numpy(np.asarray(v, np.float64)) for k, v in params.items()}
-    nd = x.ndim - 2
-    if kind == "conv":
-        _, k, s, d, pads = layer.geometry(in_shape)
-        _, _, g = layer.channels(in_shape)
-        tx = F.pad(tx, [p for lo_hi in reversed(pads) for p in lo_hi])
-        conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
-        return conv(tx, tp["weight"], tp.get("bias"), stride=s, dilation=d, groups=g)
-    if kind in ("maxpool", "avgpool"):
-        _, k, s, d, pads = layer.geometry(in_shape)
-        sym = tuple(lo for lo, _ in pads)
-        if kind == "maxpool":
-            f = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[nd - 1]
-            return f(tx, k, s, sym, d, ceil_mode=layer.ceil_mode)
-        f = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[nd - 1]
-        return f(tx, k, s, sym, ceil_mode=layer.ceil_mode, count_include_pad=layer.count_include_pad)
-    if kind == "batchnorm":
-        return F.batch_norm(tx, tp["running_mean"], tp["running_var"], tp.get("weight"), tp.get("bias"),
-                            False, 0.0, layer.eps)
-    if kind == "lrn":
-        return F.local_response_norm(tx, layer.size, layer.alpha, layer.beta, layer.k)
-    simple = {"relu": F.relu, "relu6": F.relu6, "sigmoid": t.sigmoid, "tanh": t.tanh, "softmax": lambda v: F.softmax(v, 1),
-              "flatten": lambda v: v.flatten(1), "dropout": lambda v: v,
-              "global_avgpool": lambda v: v.mean(dim=tuple(range(2, v.ndim)), keepdim=True),
-              "global_maxpool": lambda v: v.amax(dim=tuple(range(2, v.ndim)), keepdim=True)}
-    if kind == "leaky_relu":
-        return F.leaky_relu(tx, layer.alpha)
-    if kind == "linear":
-        return F.linear(tx, tp["weight"], tp.get("bias"))
-    if kind == "pad":
-        return F.pad(tx, [p for lo_hi in reversed(layer.pads(in_shape)) for p in lo_hi], value=layer.value)
-    if kind == "add":
-        return None
-    return simple[kind](tx) if kind in simple else None
+    from cnngraph.interop.torch_exec import layer_fn
+    fn = layer_fn(layer, in_shape, {k: t.from_numpy(np.asarray(v, np.float64)) for k, v in params.items()})
+    return fn(t.from_numpy(x))
 
 
 def _pads(draw, nd, k):
@@ -258,3 +225,22 @@ def test_every_kind_matches_torch(kind):
         else:
             want = torch_forward(kind, layer, x, params, in_shape[0]).numpy()
         np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-12, err_msg=f"{kind} {in_shape}")
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet18", "googlenet", "mobilenet_v2", "audio1d", "video3d"])
+def test_whole_networks_match_torch(name):
+    """The bundled nets (small inputs) run layer by layer in PyTorch give the oracle's output."""
+    _torch()
+    import dataclasses
+    import pathlib
+
+    from cnngraph.interop.torch_exec import forward
+    from cnngraph.spec import load as load_spec
+    small = {"resnet18": (3, 64, 64), "googlenet": (3, 96, 96), "mobilenet_v2": (3, 64, 64),
+             "video3d": (3, 8, 32, 32)}
+    spec = load_spec(pathlib.Path(__file__).parent.parent / "specs" / f"{name}.yaml")
+    g = cnngraph.load(dataclasses.replace(spec, input_shape=small.get(name, spec.input_shape)))
+    w = cnngraph.weights.init(g, seed=1, gain=6 ** 0.5)
+    x = np.random.default_rng(2).standard_normal((2, *g.input_shape))
+    want = forward(g, w, np.float64)(x)
+    np.testing.assert_allclose(oracle.run(g, x, w), want, rtol=1e-9, atol=1e-9 * np.abs(want).max())

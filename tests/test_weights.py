@@ -105,3 +105,15 @@ def test_torch_state_dict_loads_directly_and_matches(graph):
     with torch.no_grad():
         want = forward(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+
+
+def test_gain_keeps_the_signal_of_a_deep_net_alive():
+    g = cnngraph.load(str(__import__("pathlib").Path(__file__).parent.parent / "specs" / "mobilenet_v2.yaml"))
+    x = np.random.default_rng(0).standard_normal((1, *g.input_shape)).astype(np.float32)
+    out = {}
+    for gain in (1.0, 6 ** 0.5):
+        w = W.init(g, gain=gain)
+        out[gain] = oracle.run(g, x, w).ravel() - w["classifier.1.bias"]
+    assert np.std(out[1.0]) < 1e-6  # PyTorch's default: the body contributes next to nothing
+    assert np.std(out[6 ** 0.5]) > 0.1
+    assert np.array_equal(W.init(g, gain=2.0)["features.0.0.weight"], 2 * W.init(g)["features.0.0.weight"])

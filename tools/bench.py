@@ -1,12 +1,12 @@
-"""Benchmark: the compiled net vs the numpy reference and ONNX Runtime, same
-weights, 1 and 2 threads, batch 1 and 8. (PyTorch is not timed yet.)
+"""Benchmark: the compiled net vs the numpy reference, ONNX Runtime and (when
+installed) PyTorch, same weights, 1 and 2 threads, batch 1 and 8.
 
     python tools/bench.py                   # every case
     python tools/bench.py a resnet18        # some cases
     python tools/bench.py --quick           # batch 1, fewer runs
 
 Prints milliseconds (median of several runs), GFLOP/s (2 x MACs / time) and
-the speed ratio ORT time / our time (> 1: we are faster). The numpy reference
+the speed ratios ORT time / our time and PyTorch time / our time (> 1: we are faster). The numpy reference
 is timed once per row and skipped where it would take minutes.
 """
 
@@ -26,6 +26,9 @@ sys.path.insert(0, str(ROOT))
 import cnngraph
 from cnngraph import oracle
 from cnngraph.compiler import compile as jit_compile
+from cnngraph.interop import export
+from cnngraph.interop.runtime import session
+from cnngraph.interop.torch_exec import forward as torch_forward
 
 MICRO = {
     "a": ("conv3x3 64->64 56x56 + relu + maxpool2",
@@ -43,93 +46,21 @@ NETS = ("lenet5", "resnet18", "vgg16", "mobilenet_v2")
 REFERENCE_LIMIT = 3e9  # MACs per row above which the numpy reference is not timed
 
 
-# ---- Graph -> ONNX, for when cnngraph.interop.onnx_export is not there ----
-
-def to_onnx(graph, weights):
-    """An ONNX model computing `graph` with `weights` (opset 17)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes, inits = [], []
-
-    def init(name, arr):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, np.float32), name))
-        return name
-
-    def win(layer, shape):
-        _, k, s, d, pads = layer.geometry(shape)
-        return {"kernel_shape": list(k), "strides": list(s), "dilations": list(d),
-                    "pads": [p[0] for p in pads] + [p[1] for p in pads]}
-
-    for n in graph.nodes:
-        ins, out, ly, shape = list(n.inputs), n.name, n.layer, n.in_shapes[0]
-        p = {k: weights[f"{n.name}.{k}"] for k in (*n.params, *n.buffers)}
-        if n.kind == "conv":
-            a = win(ly, shape)
-            a["group"] = ly.channels(shape)[2]
-            extra = [init(f"{out}.w", p["weight"])] + ([init(f"{out}.b", p["bias"])] if "bias" in p else [])
-            nodes.append(helper.make_node("Conv", ins + extra, [out], **a))
-        elif n.kind == "linear":
-            extra = [init(f"{out}.w", p["weight"])] + ([init(f"{out}.b", p["bias"])] if "bias" in p else [])
-            nodes.append(helper.make_node("Gemm", ins + extra, [out], transB=1))
-        elif n.kind == "batchnorm":
-            c = shape[0]
-            sc = p.get("weight", np.ones(c))
-            sh = p.get("bias", np.zeros(c))
-            names = [init(f"{out}.{k}", v) for k, v in (("s", sc), ("b", sh), ("m", p["running_mean"]),
-                                                        ("v", p["running_var"]))]
-            nodes.append(helper.make_node("BatchNormalization", ins + names, [out], epsilon=ly.eps))
-        elif n.kind in ("maxpool", "avgpool"):
-            a = win(ly, shape)
-            a["ceil_mode"] = int(ly.ceil_mode)
-            if n.kind == "avgpool":
-                del a["dilations"]
-                a["count_include_pad"] = int(ly.count_include_pad)
-            nodes.append(helper.make_node("MaxPool" if n.kind == "maxpool" else "AveragePool", ins, [out], **a))
-        elif n.kind in ("global_avgpool", "global_maxpool"):
-            nodes.append(helper.make_node("GlobalAveragePool" if "avg" in n.kind else "GlobalMaxPool", ins, [out]))
-        elif n.kind in ("relu", "sigmoid", "tanh"):
-            nodes.append(helper.make_node(n.kind.capitalize(), ins, [out]))
-        elif n.kind == "leaky_relu":
-            nodes.append(helper.make_node("LeakyRelu", ins, [out], alpha=ly.alpha))
-        elif n.kind == "add":
-            nodes.append(helper.make_node("Sum", ins, [out]))
-        elif n.kind == "concat":
-            nodes.append(helper.make_node("Concat", ins, [out], axis=1))
-        elif n.kind == "flatten":
-            nodes.append(helper.make_node("Flatten", ins, [out], axis=1))
-        elif n.kind == "dropout":
-            nodes.append(helper.make_node("Identity", ins, [out]))
-        elif n.kind == "softmax":
-            nodes.append(helper.make_node("Softmax", ins, [out], axis=1))
-        elif n.kind == "lrn":
-            nodes.append(helper.make_node("LRN", ins, [out], size=ly.size, alpha=ly.alpha, beta=ly.beta, bias=ly.k))
-        else:
-            raise NotImplementedError(f"no ONNX mapping for {n.kind}")
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *graph.input_shape])
-    y = helper.make_tensor_value_info(graph.output, TensorProto.FLOAT, None)
-    g = helper.make_graph(nodes, graph.name or "net", [x], [y], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def onnx_model(graph, weights):
-    """The project's exporter when present, else the small mapping above."""
-    try:
-        from cnngraph.interop.onnx_export import export
-    except ImportError:
-        return to_onnx(graph, weights)
-    return export(graph, weights)
-
-
-def ort_session(model, threads):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+def ort_fn(model, threads):
+    """ONNX Runtime on the exported net (the project's exporter: exact semantics)."""
+    sess = session(model, threads)
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})[0]
+
+
+def torch_fn(graph, weights, threads):
+    """PyTorch (eager, torch.nn.functional) on the same weights, or None when not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch_forward(graph, weights)
 
 
 def median_time(fn, x, min_time=0.3, min_runs=5, max_runs=200):
@@ -144,7 +75,7 @@ def median_time(fn, x, min_time=0.3, min_runs=5, max_runs=200):
 
 
 def fmt_ms(t):
-    return "-" if t is None else (f"{t * 1e3:9.3f}" if t < 10 else f"{t * 1e3:9.1f}")
+    return f"{'-':>9}" if t is None else (f"{t * 1e3:9.3f}" if t < 10 else f"{t * 1e3:9.1f}")
 
 
 def main(argv=None):
@@ -155,9 +86,10 @@ def main(argv=None):
     cases = args.cases or [*MICRO, *NETS]
     batches = (1,) if args.quick else (1, 8)
     min_time = 0.1 if args.quick else 0.3
-    print(f"cnngraph bench  cpu: {os.cpu_count()} cores; times are medians; ratio = ORT time / our time\n")
+    print(f"cnngraph bench  cpu: {os.cpu_count()} cores; times are medians; "
+          f"ratio = peer time / our time (> 1: we are faster)\n")
     head = (f"{'case':<44}{'thr':>4}{'N':>3} {'ours ms':>9} {'GFLOP/s':>8} {'ORT ms':>9} {'GFLOP/s':>8} "
-            f"{'ratio':>6} {'numpy ms':>9} {'err':>8}")
+            f"{'vs ORT':>6} {'torch ms':>9} {'vs torch':>8} {'numpy ms':>9} {'err':>8}")
     print(head)
     print("-" * len(head))
     rows = []
@@ -173,19 +105,21 @@ def main(argv=None):
         t = time.perf_counter()
         nets = {th: jit_compile(graph, threads=th, weights=weights) for th in (1, 2)}
         compile_s = time.perf_counter() - t
-        model = onnx_model(graph, weights)
+        model = export(graph, weights)
         macs = graph.totals()["macs"]
         for th in (1, 2):
             for n in batches:
                 x = np.random.default_rng(n).standard_normal((n, *graph.input_shape)).astype(np.float32)
                 # ours first: ORT's pool threads keep spinning on the cores for a while after a run
                 t_ours = median_time(nets[th], x, min_time)
-                ort_fn = ort_session(model, th)
-                ours, ref = nets[th](x), ort_fn(x)
+                ort = ort_fn(model, th)
+                ours, ref = nets[th](x), ort(x)
                 err = float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-6))
-                t_ort = median_time(ort_fn, x, min_time)
-                del ort_fn
+                t_ort = median_time(ort, x, min_time)
+                del ort
                 time.sleep(0.2)
+                pt = torch_fn(graph, weights, th)
+                t_pt = None if pt is None else median_time(pt, x, min_time)
                 t_np = None
                 if th == 1 and macs * n <= REFERENCE_LIMIT:
                     t0 = time.perf_counter()
@@ -194,8 +128,10 @@ def main(argv=None):
                 fl = 2 * macs * n
                 ratio = t_ort / t_ours
                 rows.append((case, th, n, ratio))
+                vs_pt = "-" if t_pt is None else f"{t_pt / t_ours:.2f}"
                 print(f"{title[:43]:<44}{th:>4}{n:>3} {fmt_ms(t_ours)} {fl / t_ours / 1e9:8.1f} {fmt_ms(t_ort)} "
-                      f"{fl / t_ort / 1e9:8.1f} {ratio:6.2f} {fmt_ms(t_np)} {err:8.1e}", flush=True)
+                      f"{fl / t_ort / 1e9:8.1f} {ratio:6.2f} {fmt_ms(t_pt)} {vs_pt:>8} {fmt_ms(t_np)} {err:8.1e}",
+                      flush=True)
         print(f"{'':<44}compile (2 nets): {compile_s:.2f}s, cached: {nets[1].cached}")
     worst = min(rows, key=lambda r: r[3])
     print(f"\nworst ratio vs ORT: {worst[3]:.2f} ({worst[0]}, {worst[1]} thread(s), batch {worst[2]}); "
