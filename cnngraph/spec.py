@@ -20,7 +20,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 import yaml
 
@@ -278,7 +277,7 @@ class _Scope:
     prefix: str
     locals: set
     args: dict
-    parent: "_Scope | None"
+    parent: _Scope | None
     input: str  # the name this scope's first layer reads from
     counters: dict = field(default_factory=dict)
 

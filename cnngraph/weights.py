@@ -15,7 +15,7 @@ state_dict of the same architecture (same layer names) loads directly.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -39,9 +39,9 @@ def test_compile_text_lists_kernels_time_and_smoke_run(tmp_path):
     ll, asm = tmp_path / "net.ll", tmp_path / "net.s"
     code, out, err = cli("compile", SPECS / "lenet5.yaml", "--emit-llvm", ll, "--emit-asm", asm)
     assert code == 0, err
-    assert re.search(r"^compiled 6 kernels in \d+\.\d+ s \((cold|from the cache)\), \d thread\(s\):$", out, re.M)
-    assert re.search(r"^  fused_conv2d_relu_maxpool2d_1 +conv2, relu2, maxpool2$", out, re.M)
-    assert re.search(r"^smoke run: batch 2, max relative error vs reference \S+ \(ok\)$", out, re.M)
+    assert re.search(r"^compiled 6 kernels in \d+\.\d+ s \((cold|from the cache)\), \d thread\(s\):$", out, re.MULTILINE)
+    assert re.search(r"^  fused_conv2d_relu_maxpool2d_1 +conv2, relu2, maxpool2$", out, re.MULTILINE)
+    assert re.search(r"^smoke run: batch 2, max relative error vs reference \S+ \(ok\)$", out, re.MULTILINE)
     assert 'define void @"fused_conv2d_relu_maxpool2d"(' in ll.read_text()
     assert "fused_linear_relu:" in asm.read_text() and "zmm" in asm.read_text()  # 512-bit vectors
 

@@ -21,12 +21,12 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-import onnx  # noqa: E402
-import onnx.backend.base  # noqa: E402
-import onnx.backend.test  # noqa: E402
+import onnx
+import onnx.backend.base
+import onnx.backend.test
 
-import cnngraph  # noqa: E402
-from cnngraph.interop import InteropError, import_onnx  # noqa: E402
+import cnngraph
+from cnngraph.interop import InteropError, import_onnx
 
 OPS = ("conv", "maxpool", "averagepool", "globalaveragepool", "globalmaxpool", "relu", "leakyrelu", "sigmoid",
        "tanh", "softmax", "gemm", "matmul", "flatten", "reshape", "concat", "add", "sum", "batchnorm", "lrn",

@@ -17,16 +17,16 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import cnngraph  # noqa: E402
-from cnngraph import weights as W  # noqa: E402
-from cnngraph.cli import main as cli  # noqa: E402
-from cnngraph.interop import DEFAULT_OPSET, InteropError, export  # noqa: E402
-from cnngraph.interop.runtime import run as ort_run  # noqa: E402
+import cnngraph
+from cnngraph import weights as W
+from cnngraph.cli import main as cli
+from cnngraph.interop import DEFAULT_OPSET, InteropError, export
+from cnngraph.interop.runtime import run as ort_run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))
-_INPUT = re.compile(r"^input:\s*\[([0-9,\s]+)\]", re.M)
+_INPUT = re.compile(r"^input:\s*\[([0-9,\s]+)\]", re.MULTILINE)
 
 
 def small_spec(path) -> str:

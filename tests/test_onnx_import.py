@@ -15,15 +15,15 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper  # noqa: E402
-from onnx import numpy_helper as nh  # noqa: E402
-from test_onnx_export import LAYER_CASES, SPEC_FILES, SPECS, _close, small_spec  # noqa: E402
+from onnx import TensorProto, helper
+from onnx import numpy_helper as nh
+from test_onnx_export import LAYER_CASES, SPEC_FILES, SPECS, _close, small_spec
 
-import cnngraph  # noqa: E402
-from cnngraph import weights as W  # noqa: E402
-from cnngraph.cli import main as cli  # noqa: E402
-from cnngraph.interop import InteropError, export, import_onnx, load_onnx  # noqa: E402
-from cnngraph.interop.runtime import run as ort_run  # noqa: E402
+import cnngraph
+from cnngraph import weights as W
+from cnngraph.cli import main as cli
+from cnngraph.interop import InteropError, export, import_onnx, load_onnx
+from cnngraph.interop.runtime import run as ort_run
 
 RNG = np.random.default_rng(0)
 

@@ -14,13 +14,13 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from test_onnx_export import _close  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+from test_onnx_export import _close
+from torch import nn
+from torch.nn import functional as F
 
-import cnngraph  # noqa: E402
-from cnngraph.interop import InteropError, import_onnx  # noqa: E402
-from cnngraph.interop.runtime import run as ort_run  # noqa: E402
+import cnngraph
+from cnngraph.interop import InteropError, import_onnx
+from cnngraph.interop.runtime import run as ort_run
 
 
 class LeNet5(nn.Module):

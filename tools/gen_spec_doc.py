@@ -18,10 +18,10 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnngraph.errors import LayerError  # noqa: E402
-from cnngraph.layers import (  # noqa: E402
+from cnngraph.errors import LayerError
+from cnngraph.layers import (
     REGISTRY,
-    base,  # noqa: E402
+    base,
     make,
 )
 

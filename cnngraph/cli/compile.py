@@ -4,7 +4,6 @@ time, and a smoke run checked against the reference executor)."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import numpy as np

@@ -56,7 +56,7 @@ SUPPORTED = ("Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Relu
 class Imported:
     """The result of an import: the parsed spec, its weights, and the spec's YAML text."""
 
-    spec: "_spec.NetSpec"
+    spec: _spec.NetSpec
     weights: dict
     yaml: str
 
@@ -71,7 +71,7 @@ class _Layer:
     node: str  # the ONNX node it came from (for messages)
     hint: str | None  # a name suggested by the model
     name: str = ""
-    replaces: "str | None" = None  # a bias fold: takes this layer's name if that one ends unused
+    replaces: str | None = None  # a bias fold: takes this layer's name if that one ends unused
     comment: str = ""
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Attr, Fusion, Layer, number
-from .base import Lowered, fc_diagonal, fc_point
+from .base import Attr, Fusion, Layer, Lowered, fc_diagonal, fc_point, number
 
 
 class _Elementwise(Layer):

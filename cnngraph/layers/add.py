@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import LayerError
-from .base import Fusion, Layer
-from .base import Lowered, fc_csr
+from .base import Fusion, Layer, Lowered, fc_csr
 from .concat import largest_rf
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -166,7 +167,7 @@ class Layer:
         raise AttributeError("layers are immutable")
 
     @classmethod
-    def from_attrs(cls, raw: dict) -> "Layer":
+    def from_attrs(cls, raw: dict) -> Layer:
         """Validate and default the attributes of a spec entry."""
         known = {a.name: a for a in cls.attrs}
         for key in raw:

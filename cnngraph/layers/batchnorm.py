@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import LayerError
-from .base import Attr, Fusion, Layer, boolean, number
-from .base import Lowered, fc_diagonal
+from .base import Attr, Fusion, Layer, Lowered, boolean, fc_diagonal, number
 
 
 class BatchNorm(Layer):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import LayerError
-from .base import Fusion, Layer
-from .base import Lowered, fc_identity
+from .base import Fusion, Layer, Lowered, fc_identity
 
 
 class Concat(Layer):

@@ -7,9 +7,28 @@ import math
 import numpy as np
 
 from ..errors import LayerError
-from .base import (Attr, Fusion, Layer, boolean, check_windows, fan_in_bound, ints, padding, per_dim,
-                   pos_int, resolve_pads, spatial_input, uniform, unseen_warnings, window_rf, windows)
-from .base import Lowered, window_count, window_matrix, window_taps
+from .base import (
+    Attr,
+    Fusion,
+    Layer,
+    Lowered,
+    boolean,
+    check_windows,
+    fan_in_bound,
+    ints,
+    padding,
+    per_dim,
+    pos_int,
+    resolve_pads,
+    spatial_input,
+    uniform,
+    unseen_warnings,
+    window_count,
+    window_matrix,
+    window_rf,
+    window_taps,
+    windows,
+)
 
 
 def _groups(v):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Attr, Fusion, Layer, number
-from .base import Lowered, fc_identity
+from .base import Attr, Fusion, Layer, Lowered, fc_identity, number
 
 
 class Dropout(Layer):

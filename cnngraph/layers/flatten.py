@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Fusion, Layer
-from .base import Lowered, fc_identity
+from .base import Fusion, Layer, Lowered, fc_identity
 
 
 class Flatten(Layer):

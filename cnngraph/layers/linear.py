@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import LayerError
-from .base import Attr, Fusion, Layer, boolean, fan_in_bound, pos_int, uniform
-from .base import Lowered, fc_csr, fc_index_dtype
+from .base import Attr, Fusion, Layer, Lowered, boolean, fan_in_bound, fc_csr, fc_index_dtype, pos_int, uniform
 
 
 class Linear(Layer):

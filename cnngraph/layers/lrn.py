@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Attr, Fusion, Layer, number, pos_int
-from .base import Lowered, fc_counts_indptr, fc_csr, fc_point
+from .base import Attr, Fusion, Layer, Lowered, fc_counts_indptr, fc_csr, fc_point, number, pos_int
 
 
 class LRN(Layer):

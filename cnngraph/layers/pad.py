@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import LayerError
-from .base import Attr, Fusion, Layer, number, padding, resolve_pads, spatial_input
-from .base import Lowered, fc_selection
+from .base import Attr, Fusion, Layer, Lowered, fc_selection, number, padding, resolve_pads, spatial_input
 
 
 class Pad(Layer):

@@ -7,10 +7,29 @@ import math
 import numpy as np
 
 from ..errors import LayerError
-from .base import (Attr, Fusion, Layer, boolean, check_windows, ints, padding, per_dim, resolve_pads,
-                   spatial_input, unseen_warnings, window_rf, windows)
-from .base import (Lowered, fc_csr, fc_point, fc_selection, window_argmax, window_count, window_matrix,
-                   window_taps)
+from .base import (
+    Attr,
+    Fusion,
+    Layer,
+    Lowered,
+    boolean,
+    check_windows,
+    fc_csr,
+    fc_point,
+    fc_selection,
+    ints,
+    padding,
+    per_dim,
+    resolve_pads,
+    spatial_input,
+    unseen_warnings,
+    window_argmax,
+    window_count,
+    window_matrix,
+    window_rf,
+    window_taps,
+    windows,
+)
 
 
 class _Window(Layer):

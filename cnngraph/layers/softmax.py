@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Fusion, Layer
-from .base import Lowered, fc_csr, fc_point
+from .base import Fusion, Layer, Lowered, fc_csr, fc_point
 
 
 class Softmax(Layer):
