@@ -266,3 +266,9 @@ def test_corrupt_cache_file_is_rebuilt(tmp_path, monkeypatch):
     again = jit_compile(LENET)
     assert not again.cached
     assert again(np.ones((1, 1, 32, 32), np.float32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1000, "2", True, 1.5])
+def test_threads_must_be_a_sane_positive_int(threads):
+    with pytest.raises(ValueError, match=r"expected threads to be None \(all cores\) or an integer from 1 to 256"):
+        jit_compile("input: [2]\nlayers: [relu]", threads=threads)

@@ -27,7 +27,7 @@ from . import jit
 from .emit_net import emit_kernels, emit_runner, kernel_list
 from .kernels import ConvKernel
 from .plan import Plan, build_plan
-from .runtime import CompiledNet
+from .runtime import CompiledNet, check_threads
 
 __all__ = ["CompiledNet", "Plan", "assembly", "build_plan", "compile", "emit_kernels", "emit_runner", "llvm_ir"]
 
@@ -43,6 +43,7 @@ def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 
     from .. import load
     from ..weights import resolve
 
+    check_threads(threads)
     graph = load(spec_or_path)                   # spec -> inferred graph
     debug.log(debug.REPORT, "report", lambda: report.to_text(graph))
     w = resolve(graph, weights, seed)            # weights, checked against the graph

@@ -23,8 +23,18 @@ from .jit import NativeLib
 from .plan import Plan
 
 _RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+MAX_THREADS = 256
 MIN_MACS_PER_THREAD = 500_000  # below this a second thread costs more than it saves (~10 us)
 SPIN_ROUNDS = 20_000  # pause instructions an idle helper spins before it sleeps (about 1 ms)
+
+
+def check_threads(threads):
+    """None (all cores) or an int from 1 to MAX_THREADS; anything else is a ValueError."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise ValueError(f"expected threads to be None (all cores) or an integer from 1 to {MAX_THREADS}, "
+                         f"got {threads!r}")
+    return threads
 
 
 class _Workspace:
@@ -122,7 +132,7 @@ class CompiledNet:
         self.graph, self.weights, self.plan = graph, weights, plan
         self.input_shape = tuple(graph.input_shape)
         self.output_shape = tuple(graph.output_shape)
-        self.threads = max(1, int(threads) if threads else (os.cpu_count() or 1))
+        self.threads = check_threads(threads) or os.cpu_count() or 1
         self.cached = cached
         self._lib = lib  # owns the machine code
         self._run = _RUN(lib.address(NET_RUN))
