@@ -272,3 +272,22 @@ def test_corrupt_cache_file_is_rebuilt(tmp_path, monkeypatch):
 def test_threads_must_be_a_sane_positive_int(threads):
     with pytest.raises(ValueError, match=r"expected threads to be None \(all cores\) or an integer from 1 to 256"):
         jit_compile("input: [2]\nlayers: [relu]", threads=threads)
+
+
+@pytest.mark.parametrize("text", [
+    "input: [128, 56, 56]\nlayers: [{conv: {kernel: 3, padding: 1, groups: depthwise}}, {relu: {}}]",
+    "input: [5, 13, 37]\nlayers: [{conv: {kernel: 3, padding: 1, stride: 2, groups: depthwise}}, {relu6: {}}]",
+    "input: [7, 9, 50]\nlayers: [{conv: {kernel: 5, padding: 2, dilation: 2, groups: depthwise}}, {batchnorm: {}}]",
+    "input: [3, 70]\nlayers: [{conv: {kernel: 3, padding: 0, groups: depthwise}}]",
+    "input: [4, 5, 6, 21]\nlayers: [{conv: {kernel: 3, padding: 1, groups: depthwise}}, {relu: {}}]",
+    ("input: [17, 33, 33]\nlayers: [{conv: {kernel: 3, padding: [0, 2], stride: 2, groups: depthwise}},"
+     " {relu: {}}, {batchnorm: {}}]"),
+    "input: [2, 3, 5]\nlayers: [{conv: {kernel: 3, padding: 2, groups: depthwise}}]",
+])
+def test_depthwise_on_plain_input_and_output(text):
+    """A depthwise conv from the user's input to the user's output runs on the plain layout, no reorders."""
+    for threads in (1, 2):
+        n = net(text, threads=threads)
+        assert [s.symbol.split("_")[1] for s in n.plan.steps] in (["dwconv1d"], ["dwconv2d"], ["dwconv3d"])
+        assert "plain" in n.plan.steps[0].symbol
+        check(n)

@@ -21,7 +21,7 @@ import itertools
 
 from llvmlite import ir
 
-from .irutil import F32, I64, VEC, VL, Builder, i64, new_kernel, splat
+from .irutil import F32, I64, VEC, VL, i64, new_kernel, splat, tap_range
 from .kernels import ConvKernel
 
 NEG_INF = float("-inf")
@@ -75,16 +75,6 @@ class ConvEmitter:
         self.fast_lo, self.fast_hi = k.fast_range()
 
     # ---- geometry ----
-    def _tap_range(self, b: Builder, o, stride, pad, dil, kmax, n):
-        """[lo, hi) of kernel taps t with 0 <= o*stride - pad + t*dil < n (o: i64 value)."""
-        base = b.sub(b.imul(o, stride), i64(pad))  # first input coordinate
-        neg = b.sub(i64(0), base)
-        lo = b.select(b.icmp_signed("<=", neg, i64(0)), i64(0), b.sdiv(b.add(neg, i64(dil - 1)), i64(dil)))
-        last = b.sub(i64(n - 1), base)
-        hi = b.select(b.icmp_signed("<", last, i64(0)), i64(0), b.add(b.sdiv(last, i64(dil)), i64(1)))
-        hi = b.imin(hi, kmax)
-        return lo, b.imax(hi, lo), base
-
     # ---- the function ----
     def emit(self) -> ir.Function:
         k, V = self.k, self.V
@@ -182,8 +172,8 @@ class ConvEmitter:
     # ---- one conv row (od, oh) feeding the current pooled row ----
     def _conv_row(self, od, oh):
         bb = self.b
-        self.kd_lo, self.kd_hi, id0 = self._tap_range(bb, od, self.SD, self.PD, self.DD, self.KD, self.ID)
-        self.kh_lo, self.kh_hi, ih0 = self._tap_range(bb, oh, self.SH, self.PH, self.DH, self.KH, self.IH)
+        self.kd_lo, self.kd_hi, id0 = tap_range(bb, od, self.SD, self.PD, self.DD, self.KD, self.ID)
+        self.kh_lo, self.kh_hi, ih0 = tap_range(bb, oh, self.SH, self.PH, self.DH, self.KH, self.IH)
         self.in_row = bb.fptr(self.in_n, bb.iadd(bb.imul(id0, self.S_d), bb.imul(ih0, self.S_h)))
         if self.res_n is not None:
             self.res_row = bb.fptr(self.res_n, bb.imul(bb.iadd(bb.imul(od, self.OH), oh), self.OW * VL))
@@ -388,7 +378,7 @@ class ConvEmitter:
     def _conv_pixel(self, ow):
         """Accumulators of one conv pixel, with the kw range clipped to the input."""
         b, V = self.b, self.V
-        kw_lo, kw_hi, iw0 = self._tap_range(b, ow, self.SW, self.PW, self.DW, self.KW, self.IW)
+        kw_lo, kw_hi, iw0 = tap_range(b, ow, self.SW, self.PW, self.DW, self.KW, self.IW)
         acc = self.acc[0][:V]
         for s in acc:
             b.store(splat(0.0), s)

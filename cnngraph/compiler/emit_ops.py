@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from .irutil import F32, I32, I64, VEC, VL, Builder, i64, new_kernel, splat
-from .kernels import Affine, ChannelOp, ConcatCopy, Eltwise, LinearKernel, PadOp, PoolOp, Reorder, cblocks
+from .irutil import F32, I32, I64, VEC, VL, Builder, as_value, i64, new_kernel, splat, tap_range
+from .kernels import Affine, ChannelOp, ConcatCopy, Eltwise, LinearKernel, PadOp, PlainDWConv, PoolOp, Reorder, cblocks
 
 NEG_INF = float("-inf")
 
@@ -95,6 +95,106 @@ def emit_reorder(module, k: Reorder, symbol: str):
                 real = b.icmp_signed("<", f, i64(total))
                 x = b.select(real, b.sload(inp, b.select(real, off, i64(0))), ir.Constant(F32, 0.0))
                 b.store(x, b.fptr(out, lane), align=4)
+
+    _items(b, fn, k.items(), body)
+    b.ret_void()
+
+
+def emit_plain_dwconv(module, k: PlainDWConv, symbol: str):
+    """Depthwise conv on plain (N, C, D, H, W) input and output, one channel's output row per
+    item: 16 output pixels per vector; each tap is a (shifted, for stride 1) load of 16 input
+    pixels times the broadcast weight. Chunks whose taps all lie inside the row run in a loop
+    of unmasked loads; edge chunks are emitted at their compile-time positions with constant
+    lane masks (taps wholly in padding left out)."""
+    fn, b = new_kernel(module, symbol)
+    args = fn.args[0]
+    p_in, p_w, p_bias, p_out, p_aff = (b.arg_ptr(args, i) for i in range(5))
+    ID, IH, IW = k.in_dims
+    OD, OH, OW = k.out_dims
+    KD, KH, KW = k.kernel
+    SD, SH, SW = k.stride
+    DD, DH, DW = k.dilation
+    PD, PH, PW = k.pad_lo
+    ep = k.epilogue
+    ntaps = KD * KH * KW
+    in_plane, out_plane = ID * IH * IW, OD * OH * OW
+    rows = OD * OH
+    v64 = ir.VectorType(I64, VL)
+    acc = b.vslot()
+
+    def body(n, r):
+        c = b.sdiv(r, i64(rows))
+        rr = b.srem(r, i64(rows))
+        od, oh = b.sdiv(rr, i64(OH)), b.srem(rr, i64(OH))
+        nc = b.iadd(b.imul(n, k.c), c)
+        in_c = b.fptr(p_in, b.imul(nc, in_plane))
+        out_row = b.fptr(p_out, b.iadd(b.imul(nc, out_plane), b.imul(b.iadd(b.imul(od, OH), oh), OW)))
+        w_c = b.fptr(p_w, b.imul(c, ntaps))
+        bias = b.bcast(b.sload(p_bias, c)) if ep.bias else None
+        if ep.affine:
+            scale = b.bcast(b.sload(p_aff, c))
+            shift = b.bcast(b.sload(p_aff, b.iadd(c, k.c)))
+        kd_lo, kd_hi, id0 = tap_range(b, od, SD, PD, DD, KD, ID)
+        kh_lo, kh_hi, ih0 = tap_range(b, oh, SH, PH, DH, KH, IH)
+        in_row = b.gep(in_c, [b.iadd(b.imul(id0, IW * IH), b.imul(ih0, IW))], source_etype=F32)
+        wtaps = [b.bcast(b.sload(w_c, t)) for t in range(ntaps)] if ntaps <= 27 else None
+
+        def chunk(ow0, static):
+            """16 output pixels from ow0 (i64 value, or an int when static)."""
+            b.store(splat(0.0), acc)
+            iw0 = b.sub(b.imul(as_value(ow0), SW), i64(PW))
+            def row_taps(kd, kh, x_row, w_row, wvs):
+                a = b.load(acc, typ=VEC)
+                for kw in range(KW):
+                    if static:
+                        cols = [(ow0 + lane) * SW - PW + kw * DW for lane in range(VL)]
+                        ok = [0 <= col < IW and ow0 + lane < OW for lane, col in enumerate(cols)]
+                        if not any(ok):
+                            continue
+                        mask = ir.Constant(ir.VectorType(ir.IntType(1), VL), ok) if not all(ok) else None
+                    else:
+                        mask = None
+                    wv = wvs[kw] if wvs else b.bcast(b.sload(w_row, kw))
+                    base = b.gep(x_row, [b.iadd(iw0, kw * DW)], source_etype=F32)
+                    if SW == 1:
+                        x = b.load(base, typ=VEC, align=4) if mask is None else b.masked_load(base, mask)
+                    else:
+                        offs = ir.Constant(v64, [lane * SW for lane in range(VL)])
+                        x = b.gather(base, offs, mask if mask is not None else b.lane_mask(i64(VL)))
+                    a = b.fma(x, wv, a)
+                b.store(a, acc)
+
+            if wtaps:
+                # taps unrolled with row-uniform guards: the broadcast weights stay in registers
+                for kd in range(KD):
+                    for kh in range(KH):
+                        ok = b.and_(b.in_range(b.iadd(id0, kd * DD), 0, ID), b.in_range(b.iadd(ih0, kh * DH), 0, IH))
+                        with b.if_then(ok):
+                            x_row = b.gep(in_row, [i64(kd * DD * IW * IH + kh * DH * IW)], source_etype=F32)
+                            row_taps(kd, kh, x_row, None, wtaps[(kd * KH + kh) * KW:(kd * KH + kh + 1) * KW])
+            else:
+                with b.loop(kd_lo, kd_hi, name="kd") as kd, b.loop(kh_lo, kh_hi, name="kh") as kh:
+                    x_row = b.gep(in_row, [b.iadd(b.imul(kd, DD * IW * IH), b.imul(kh, DH * IW))], source_etype=F32)
+                    row_taps(kd, kh, x_row, b.fptr(w_c, b.imul(b.iadd(b.imul(kd, KH), kh), KW)), None)
+            x = b.load(acc, typ=VEC)
+            if ep.bias:
+                x = b.fadd(x, bias)
+            for kind, alpha in ep.pre + ep.post:
+                x = b.activation(x, kind, alpha)
+            if ep.affine:
+                x = b.fma(x, scale, shift)
+            dst = b.fptr(out_row, ow0)
+            if static and ow0 + VL > OW:
+                b.masked_store(x, dst, b.lane_mask(i64(OW - ow0)))
+            else:
+                b.vstore(x, dst)
+
+        lo, hi = k.fast_chunks()
+        if hi > lo:
+            with b.loop(lo, hi, name="chunk") as j:
+                chunk(b.imul(j, VL), False)
+        for j in [*range(lo), *range(hi, -(-OW // VL))]:
+            chunk(j * VL, True)
 
     _items(b, fn, k.items(), body)
     b.ret_void()
@@ -364,5 +464,5 @@ def emit_concat_copy(module, k: ConcatCopy, symbol: str):
     b.ret_void()
 
 
-EMITTERS = {Reorder: emit_reorder, PoolOp: emit_pool, Eltwise: emit_eltwise, Affine: emit_affine,
+EMITTERS = {PlainDWConv: emit_plain_dwconv, Reorder: emit_reorder, PoolOp: emit_pool, Eltwise: emit_eltwise, Affine: emit_affine,
             LinearKernel: emit_linear, ChannelOp: emit_channel_op, PadOp: emit_pad, ConcatCopy: emit_concat_copy}

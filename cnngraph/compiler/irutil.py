@@ -131,6 +131,11 @@ class Builder(ir.IRBuilder):
                         [VEC, ir.VectorType(PTR, VL), I32, ir.VectorType(I1, VL)])
         self.call(fn, [val, self._lane_ptrs(base, offsets), ir.Constant(I32, 4), mask])
 
+    def masked_load(self, ptr, mask):
+        """Masked load of 16 consecutive floats at ptr; 0 where masked off (those lanes are not read)."""
+        fn = self._decl(f"llvm.masked.load.v{VL}f32.p0", VEC, [PTR, I32, ir.VectorType(I1, VL), VEC])
+        return self.call(fn, [ptr, ir.Constant(I32, 4), mask, splat(0.0)])
+
     def masked_store(self, val, ptr, mask):
         fn = self._decl(f"llvm.masked.store.v{VL}f32.p0", VOID, [VEC, PTR, I32, ir.VectorType(I1, VL)])
         self.call(fn, [val, ptr, ir.Constant(I32, 4), mask])
@@ -226,3 +231,14 @@ def new_kernel(module: ir.Module, name: str) -> tuple[ir.Function, Builder]:
     fn.attributes.add("noinline")  # keeps net_run small; each kernel is optimised on its own
     fn.args[0].add_attribute("noalias")
     return fn, Builder(fn)
+
+
+def tap_range(b: Builder, o, stride, pad, dil, kmax, n):
+    """[lo, hi) of kernel taps t with 0 <= o*stride - pad + t*dil < n (o: i64 value), and o*stride - pad."""
+    base = b.sub(b.imul(o, stride), i64(pad))
+    neg = b.sub(i64(0), base)
+    lo = b.select(b.icmp_signed("<=", neg, i64(0)), i64(0), b.sdiv(b.add(neg, i64(dil - 1)), i64(dil)))
+    last = b.sub(i64(n - 1), base)
+    hi = b.select(b.icmp_signed("<", last, i64(0)), i64(0), b.add(b.sdiv(last, i64(dil)), i64(1)))
+    hi = b.imin(hi, kmax)
+    return lo, b.imax(hi, lo), base

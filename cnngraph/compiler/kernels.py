@@ -376,3 +376,40 @@ class ConcatCopy:
 
     def items(self) -> int:
         return self.c + (1 if self.zero_tail else 0)
+
+
+@dataclass(frozen=True)
+class PlainDWConv:
+    """A depthwise conv (groups == cin == cout) reading the user's plain (N, C, *spatial)
+    input and writing the user's plain output: vectorised along W, 16 output pixels
+    per vector, one channel at a time, so neither layout pass is needed.
+    Args: [input, weights (C, KD*KH*KW), bias (C), output, affine (scale C | shift C), batch].
+    Work items: (n, channel, output d, output h)."""
+
+    nd: int
+    c: int
+    in_dims: Dims
+    kernel: Dims
+    stride: Dims
+    dilation: Dims
+    pad_lo: Dims
+    out_dims: Dims
+    epilogue: Epilogue = field(default_factory=Epilogue)
+
+    @property
+    def name(self) -> str:
+        return "_".join(["fused", f"dwconv{self.nd}d_plain", *self.epilogue.name_parts()])
+
+    def items(self) -> int:
+        return self.c * self.out_dims[0] * self.out_dims[1]
+
+    def fast_chunks(self) -> tuple[int, int]:
+        """[lo, hi) of 16-pixel chunks along W whose every tap is in bounds."""
+        iw, ow = self.in_dims[2], self.out_dims[2]
+        kw, sw, dw, pw = self.kernel[2], self.stride[2], self.dilation[2], self.pad_lo[2]
+        n = -(-ow // VL)
+        ok = [j for j in range(n) if j * VL * sw - pw >= 0 and (j * VL + VL - 1) < ow
+              and (j * VL + VL - 1) * sw - pw + (kw - 1) * dw < iw]
+        if not ok:
+            return 0, 0
+        return ok[0], ok[-1] + 1
