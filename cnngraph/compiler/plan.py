@@ -155,7 +155,7 @@ class _Planner:
         return Val(self.new_buf(cblocks(c) * VL * math.prod(dims)), c, tuple(dims))
 
     def weight(self, arr) -> tuple:
-        self.plan.weights.append(np.ascontiguousarray(arr, np.float32))
+        self.plan.weights.append(aligned(arr))
         return ("w", len(self.plan.weights) - 1)
 
     def symbol(self, kernel) -> str:
@@ -512,6 +512,26 @@ class _Planner:
             placed.append((off, size, first[b], last[b]))
             self.plan.offsets[b] = off
         self.plan.workspace = max((o + sz for o, sz, _, _ in placed), default=0)
+
+
+def aligned_empty(n: int) -> np.ndarray:
+    """n uninitialised float32 starting on a 64-byte boundary: the kernels load whole zmm
+    vectors, and a misaligned array splits every one of them across two cache lines."""
+    raw = np.empty(n + 16, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + n]  # a view: keeps `raw` alive
+
+
+def aligned(arr) -> np.ndarray:
+    """A 64-byte aligned float32 copy of arr (packed weights).
+
+    >>> aligned(np.ones((3, 5))).ctypes.data % 64, aligned(np.ones(3)).dtype
+    (0, dtype('float32'))
+    """
+    arr = np.asarray(arr, np.float32)
+    out = aligned_empty(arr.size).reshape(arr.shape)
+    out[...] = arr
+    return out
 
 
 def build_plan(graph, weights) -> Plan:

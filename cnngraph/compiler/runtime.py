@@ -20,7 +20,7 @@ import numpy as np
 from . import jit
 from .emit_net import NET_RUN, SPIN_WAIT, emit_spin_wait
 from .jit import NativeLib
-from .plan import Plan
+from .plan import Plan, aligned_empty
 
 _RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 MAX_THREADS = 256
@@ -40,12 +40,10 @@ def check_threads(threads):
 class _Workspace:
     def __init__(self, floats_per_sample: int, batch: int, counters: int):
         self.batch = batch
-        raw = np.empty(floats_per_sample * batch + 16, np.float32)
-        skip = (-raw.ctypes.data % 64) // 4  # 64-byte aligned: whole cache lines per vector
-        self.raw = raw
+        self.raw = aligned_empty(floats_per_sample * batch)
         self.ctx = np.zeros(6, np.uint64)
         self.counters = np.zeros(counters, np.int64)
-        self.ctx[2] = raw.ctypes.data + 4 * skip
+        self.ctx[2] = self.raw.ctypes.data
         self.ctx[4] = self.counters.ctypes.data
         self.ctx[5] = _WORKERS.seq_addr
         self.ctx_addr = self.ctx.ctypes.data
