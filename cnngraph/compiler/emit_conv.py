@@ -86,7 +86,7 @@ class ConvEmitter:
         self.pool_acc = [b.vslot() for _ in range(V)]
         if k.pool and k.pool.kind == "avg":
             self.div = [self._table(f"{self.symbol}.div{d}", t)
-                        for d, t in enumerate(k.pool.divisors(k.out_dims))]
+                        for d, t in enumerate(k.pool.divisors())]
         batch = b.ptrtoint(b.arg_ptr(args, 6), I64)
         rows = self.QD * self.QH
         per_og = b.mul(batch, i64(rows))

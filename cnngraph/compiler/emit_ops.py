@@ -212,7 +212,7 @@ def emit_pool(module, k: PoolOp, symbol: str):
     is_max = p.kind == "max"
     if not is_max:
         tables = []
-        for d, t in enumerate(p.divisors(k.in_dims)):
+        for d, t in enumerate(p.divisors()):
             ty = ir.ArrayType(F32, len(t))
             g = ir.GlobalVariable(module, ty, name=f"{symbol}.div{d}")
             g.global_constant, g.linkage, g.initializer = True, "internal", ir.Constant(ty, t)

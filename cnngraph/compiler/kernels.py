@@ -38,19 +38,11 @@ class Pool:
     pad_lo: Dims
     pad_hi: Dims
     out: Dims  # pooled spatial size, ceil_mode already resolved
-    count_include_pad: bool = True
+    counts: tuple = ()  # avg: per dim (D, H, W), the divisor of each output position (the layer's rule)
 
-    def divisors(self, n: Dims) -> list[list[float]]:
-        """Per dim, 1/count for each output position (avg pool; PyTorch's rule)."""
-        tables = []
-        for d in range(3):
-            a, b = ((-self.pad_lo[d], n[d] + self.pad_hi[d]) if self.count_include_pad else (0, n[d]))
-            row = []
-            for p in range(self.out[d]):
-                start = p * self.stride[d] - self.pad_lo[d]
-                row.append(1.0 / (min(start + self.kernel[d], b) - max(start, a)))
-            tables.append(row)
-        return tables
+    def divisors(self) -> list[list[float]]:
+        """Per dim, 1/count for each output position (avg pool)."""
+        return [[1.0 / c for c in t] for t in self.counts]
 
 
 @dataclass(frozen=True)

@@ -123,12 +123,16 @@ def _pool_of(node) -> Pool:
     lead = 3 - nd
     if node.kind.startswith("global"):
         dims = as3d(in_shape[1:])
-        return Pool("max" if "max" in node.kind else "avg", dims, dims, (1, 1, 1), (0, 0, 0), (0, 0, 0), (1, 1, 1))
+        return Pool("max" if "max" in node.kind else "avg", dims, dims, (1, 1, 1), (0, 0, 0), (0, 0, 0), (1, 1, 1),
+                    tuple((n,) for n in dims))
     _, k, s, d, pads = layer.geometry(in_shape)
+    counts = ()
+    if node.kind == "avgpool":
+        counts = ((1,),) * lead + tuple(tuple(int(c) for c in t) for t in layer.divisor_counts(in_shape))
     return Pool("max" if node.kind == "maxpool" else "avg",
                 (1,) * lead + tuple(k), (1,) * lead + tuple(s), (1,) * lead + tuple(d),
                 (0,) * lead + tuple(p[0] for p in pads), (0,) * lead + tuple(p[1] for p in pads),
-                as3d(node.out_shape[1:]), bool(getattr(layer, "count_include_pad", True)))
+                as3d(node.out_shape[1:]), counts)
 
 
 class _Planner:

@@ -122,14 +122,22 @@ class AvgPool(_Window):
     kind = "avgpool"
     attrs = _Window.attrs + (Attr("count_include_pad", boolean, True),)
 
-    def divisor(self, in_shape) -> np.ndarray:
-        """Per-output-position divisor, shape (1, 1, *out_spatial); separable per dim."""
+    def divisor_counts(self, in_shape) -> list[np.ndarray]:
+        """Per spatial dim, the divisor of each output position along it (PyTorch's rule);
+        the divisor of a window is their product. The compiler emits these same tables."""
         _, k, s, _, pads = self.geometry(in_shape)
-        div = np.ones(())
+        counts = []
         for n, kk, ss, (lo, hi), o in zip(in_shape[1:], k, s, pads, self.out_spatial(in_shape)):
             start = np.arange(o) * ss - lo
             a, b = (-lo, n + hi) if self.count_include_pad else (0, n)
-            div = np.multiply.outer(div, np.minimum(start + kk, b) - np.maximum(start, a))
+            counts.append(np.minimum(start + kk, b) - np.maximum(start, a))
+        return counts
+
+    def divisor(self, in_shape) -> np.ndarray:
+        """Per-output-position divisor, shape (1, 1, *out_spatial)."""
+        div = np.ones(())
+        for c in self.divisor_counts(in_shape):
+            div = np.multiply.outer(div, c)
         return div.reshape(1, 1, *div.shape)
 
     def reference(self, xs, params):
