@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import time
 
-import numpy as np
-
 import cnngraph
 
-from .. import oracle, report
+from .. import report
 from .. import weights as W
 from ..errors import CnnGraphError
 
@@ -33,14 +31,6 @@ def add_parser(sub):
     p.set_defaults(func=main)
 
 
-def smoke(graph, net, seed: int) -> dict:
-    """A random batch through the compiled net and the oracle; the largest relative error."""
-    x = np.random.default_rng(seed).standard_normal((SMOKE_BATCH, *graph.input_shape)).astype(np.float32)
-    y, want = net(x), oracle.run(graph, x, net.weights)
-    err = float(np.max(np.abs(y - want)) / max(float(np.max(np.abs(want))), 1e-30))
-    return {"batch": SMOKE_BATCH, "max_rel_error": err, "ok": bool(err <= SMOKE_RTOL)}
-
-
 def main(args) -> int:
     graph = cnngraph.load(args.spec, strict=args.strict)
     if args.dot:
@@ -54,7 +44,7 @@ def main(args) -> int:
             print(json.dumps(doc, indent=2))
         return 0
 
-    from ..compiler import assembly, llvm_ir
+    from ..compiler import assembly, llvm_ir, smoke_check
     weights = W.resolve(graph, cnngraph.onnx_weights(args.spec, args.weights), args.seed)
     t0 = time.perf_counter()
     net = cnngraph.compile(graph, threads=args.threads, weights=weights)
@@ -65,7 +55,8 @@ def main(args) -> int:
     if args.emit_asm:
         with open(args.emit_asm, "w") as f:
             f.write(assembly(net.plan))
-    check = smoke(graph, net, args.seed)
+    err = smoke_check(net, SMOKE_BATCH, args.seed)
+    check = {"batch": SMOKE_BATCH, "max_rel_error": err, "ok": err <= SMOKE_RTOL}
     kernels = [{"name": s.symbol, "layers": list(s.nodes)} for s in net.plan.steps]
     if args.json:
         doc["compile"] = {"seconds": seconds, "cached": net.cached, "threads": net.threads,

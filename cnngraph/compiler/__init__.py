@@ -22,6 +22,8 @@ import hashlib
 import multiprocessing
 import os
 
+import numpy as np
+
 from .. import debug, report
 from . import jit
 from .emit_net import emit_kernels, emit_runner, kernel_list
@@ -29,7 +31,8 @@ from .kernels import ConvKernel
 from .plan import Plan, build_plan
 from .runtime import CompiledNet, check_threads
 
-__all__ = ["CompiledNet", "Plan", "assembly", "build_plan", "compile", "emit_kernels", "emit_runner", "llvm_ir"]
+__all__ = ["CompiledNet", "Plan", "assembly", "build_plan", "compile", "emit_kernels", "emit_runner", "llvm_ir",
+           "smoke_check"]
 
 
 def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 0) -> CompiledNet:
@@ -54,6 +57,19 @@ def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 
     key = hashlib.sha256((plan.key() + jit.host_key()).encode()).hexdigest()
     lib, cached = jit.load_or_build(key, lambda: _build_objects(plan))  # cache, or emit + LLVM
     return CompiledNet(graph, w, plan, lib, threads, cached)
+
+
+def smoke_check(net: CompiledNet, batch: int = 2, seed: int = 0) -> float:
+    """Max relative error of the compiled net against the numpy reference on a random batch.
+
+    >>> net = compile("input: [2, 6]\\nlayers: [{conv: {out: 3, kernel: 3}}, {relu: {}}]")
+    >>> smoke_check(net) < 1e-4
+    True
+    """
+    from ..oracle import run as reference_run
+    x = np.random.default_rng(seed).standard_normal((batch, *net.input_shape)).astype(np.float32)
+    y, want = net(x), reference_run(net.graph, x, net.weights)
+    return float(np.max(np.abs(y - want)) / max(float(np.max(np.abs(want))), 1e-30))
 
 
 def llvm_ir(plan: Plan) -> str:
