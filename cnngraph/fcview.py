@@ -278,7 +278,7 @@ def estimate_network(graph: Graph) -> tuple[int, str | None, int]:
     estimated from receptive fields before anything is built."""
     n_in = math.prod(graph.input_shape)
     live = {INPUT: _map_bytes(n_in, n_in)}
-    remaining = {n.name: len(graph.consumers(n.name)) for n in graph.nodes}
+    frees = graph.frees_after()
     peak, where, where_nnz = live[INPUT], None, 0
     for node in graph.nodes:
         rows = math.prod(node.out_shape)
@@ -287,11 +287,8 @@ def estimate_network(graph: Graph) -> tuple[int, str | None, int]:
         if here > peak:
             peak, where, where_nnz = here, node.name, nnz
         live[node.name] = _map_bytes(rows, nnz)
-        for i in node.inputs:
-            if i != INPUT and i != graph.output:
-                remaining[i] -= 1
-                if remaining[i] == 0:
-                    del live[i]
+        for i in frees[node.name]:
+            del live[i]
     return peak, where, where_nnz
 
 
@@ -319,7 +316,7 @@ def compose(graph: Graph, weights=None, x=None, seed: int = 0, max_bytes: int = 
     w, x, acts = prepared or prepare(graph, weights, x, seed)
     n_in = x.size
     maps = {INPUT: (fc_identity(n_in).matrix, np.zeros(n_in))}
-    remaining = {n.name: len(graph.consumers(n.name)) for n in graph.nodes}
+    frees = graph.frees_after()
     mode = 0
     for node in graph.nodes:
         lo = lower_node(node, w, acts)
@@ -338,11 +335,8 @@ def compose(graph: Graph, weights=None, x=None, seed: int = 0, max_bytes: int = 
         a = (lo.matrix @ a_in).tocsr()
         maps[node.name] = (a, lo.matrix @ c_in + lo.bias)
         del lo, a_in, pattern
-        for i in node.inputs:
-            if i != INPUT and i != graph.output:
-                remaining[i] -= 1
-                if remaining[i] == 0:
-                    del maps[i]
+        for i in frees[node.name]:
+            del maps[i]
     a, c = maps[graph.output]
     err = _deviation(a @ x.ravel() + c, acts[graph.output][0].ravel())
     return NetworkMap(a, c, MODES[mode], err)

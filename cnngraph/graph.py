@@ -90,6 +90,33 @@ class Graph:
     def consumers(self, name: str) -> list[str]:
         return list(self.dag.successors(name))
 
+    def frees_after(self) -> dict[str, tuple[str, ...]]:
+        """Value liveness, the one place every executor takes it from: for each node, the
+        values (inputs and outputs of earlier nodes, never the net's output) that no node
+        after it reads, so they can be dropped once it has run. A value read twice by one
+        node (`add: {from: [a, a]}`) is freed once, after its last reader.
+
+        >>> from cnngraph.spec import loads
+        >>> g = build(loads("input: [2, 4]\\nlayers: [relu, {add: {from: [relu1, relu1]}}, {add: {from: [relu1, add1]}}]"))
+        >>> g.frees_after()
+        {'relu1': ('input',), 'add1': (), 'add2': ('relu1', 'add1')}
+        """
+        cached = self.__dict__.get("_frees")
+        if cached is not None:
+            return cached
+        last = {INPUT: self.nodes[0].name if self.nodes else None}
+        for node in self.nodes:
+            last.setdefault(node.name, node.name)  # a value nobody reads dies where it is made
+            for i in node.inputs:
+                last[i] = node.name
+        out: dict[str, list[str]] = {n.name: [] for n in self.nodes}
+        for value, at in last.items():
+            if value != self.output and at is not None:
+                out[at].append(value)
+        frozen = {k: tuple(sorted(v, key=lambda n: -1 if n == INPUT else self._index[n])) for k, v in out.items()}
+        object.__setattr__(self, "_frees", frozen)
+        return frozen
+
     def totals(self) -> dict:
         """Sums over all layers, the numbers the report prints at the bottom."""
         return {

@@ -47,12 +47,9 @@ def run_all(graph: Graph, x, weights) -> dict[str, np.ndarray]:
 def run(graph: Graph, x, weights) -> np.ndarray:
     """The network's output for a batch `x` of shape (N, *input_shape)."""
     values = {INPUT: check_input(graph, x)}
-    remaining = {n.name: len(graph.consumers(n.name)) for n in graph.nodes}
+    frees = graph.frees_after()
     for node in graph.nodes:
         values[node.name] = node.layer.reference([values[i] for i in node.inputs], params_of(node, weights))
-        for i in node.inputs:  # drop what nobody reads any more
-            if i != INPUT and i != graph.output:
-                remaining[i] -= 1
-                if remaining[i] == 0:
-                    del values[i]
+        for i in frees[node.name]:  # drop what nobody reads any more
+            del values[i]
     return values[graph.output]

@@ -244,3 +244,18 @@ def test_whole_networks_match_torch(name):
     x = np.random.default_rng(2).standard_normal((2, *g.input_shape))
     want = forward(g, w, np.float64)(x)
     np.testing.assert_allclose(oracle.run(g, x, w), want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+def test_a_layer_reading_the_same_input_twice_is_right_everywhere():
+    """`add: {from: [s, s]}` with `s` read again later: the reference, the FC view and the
+    compiler agree (the value is freed once, after its last reader)."""
+    from cnngraph import fcview
+    from cnngraph.compiler import compile as jit_compile
+    g = cnngraph.load("input: [3, 5]\nlayers: [relu, {add: {from: [relu1, relu1]}}, {add: {from: [relu1, add1]}}]")
+    x = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
+    want = 3 * np.maximum(x, 0)
+    np.testing.assert_allclose(oracle.run(g, x, {}), want, rtol=1e-6)
+    np.testing.assert_allclose(jit_compile(g)(x), want, rtol=1e-6)
+    v = fcview.view(g, x=x[0])
+    assert v.network.built and v.network.max_abs_error < 1e-12
+    assert all(lv.max_abs_error < 1e-12 for lv in v.layers)
