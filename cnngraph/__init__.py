@@ -64,16 +64,14 @@ def reference(spec_or_path, x, weights=None, seed: int = 0):
     return _oracle.run(g, x, _weights.resolve(g, onnx_weights(spec_or_path, weights), seed))
 
 
-def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 0):
-    """JIT-compile a network to native code; returns a callable `net(x)`.
-
-    An `.onnx` path is imported first, and its weights are used unless `weights` is given.
+def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 0, **options):
+    """JIT-compile a network (spec path, YAML text, NetSpec, Graph or `.onnx` path) to native code;
+    returns a callable `net(x)`. An `.onnx` model's own weights are used unless `weights` is given.
+    `options`: `target` ('host', 'avx2'), `poison` (see `cnngraph.compiler.compile`).
     """
-    if _is_onnx(spec_or_path):
-        weights = onnx_weights(spec_or_path, weights)
-        spec_or_path = load(spec_or_path)
+    weights = onnx_weights(spec_or_path, weights)
     from .compiler import compile as _compile
-    return _compile(spec_or_path, threads=threads, weights=weights, seed=seed)
+    return _compile(load(spec_or_path), threads=threads, weights=weights, seed=seed, **options)
 
 
 __all__ = ["CnnGraphError", "LayerError", "SpecError", "SpecWarning", "compile", "load", "reference"]

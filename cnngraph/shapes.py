@@ -12,6 +12,7 @@ nobody re-derives the formula.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def out_size(n: int, k: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
@@ -38,6 +39,52 @@ def out_size(n: int, k: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
         return floor
     # the one extra window ceil mode adds, unless it would start in the right padding
     return floor + 1 if floor * stride < n + pad_lo else floor
+
+
+@dataclass(frozen=True)
+class Window:
+    """The geometry every windowed kind shares (conv, pools, later conv-transpose and
+    upsample): per spatial dim the input size, kernel, stride, dilation, (lo, hi) padding and
+    the output size the formula above gives. The compiler, the FC view and the interop code
+    read windows from here.
+
+    >>> w = Window.of((32, 32), (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)))
+    >>> w.out, w.nd
+    ((16, 16), 2)
+    """
+
+    input: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    out: tuple[int, ...]
+
+    @classmethod
+    def of(cls, spatial, kernel, stride, dilation, pads, ceil_mode: bool = False) -> Window:
+        out = tuple(out_size(n, k, s, lo, hi, d, ceil_mode)
+                    for n, k, s, d, (lo, hi) in zip(spatial, kernel, stride, dilation, pads))
+        return cls(tuple(spatial), tuple(kernel), tuple(stride), tuple(dilation),
+                   tuple((int(lo), int(hi)) for lo, hi in pads), out)
+
+    @property
+    def nd(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def pad_lo(self) -> tuple[int, ...]:
+        return tuple(lo for lo, _ in self.pads)
+
+    @property
+    def pad_hi(self) -> tuple[int, ...]:
+        return tuple(hi for _, hi in self.pads)
+
+    def as3d(self) -> Window:
+        """The same window on (D, H, W): missing leading dims of size 1 (1D and 2D run as 3D)."""
+        lead = 3 - self.nd
+        one = (1,) * lead
+        return Window(one + self.input, one + self.kernel, one + self.stride, one + self.dilation,
+                      ((0, 0),) * lead + self.pads, one + self.out)
 
 
 def same_pads(n: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:

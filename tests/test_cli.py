@@ -31,7 +31,8 @@ def test_compile_json_is_one_document():
     assert doc["totals"]["params"] == 61706 and doc["totals"]["macs"] == 416520
     assert [layer["name"] for layer in doc["layers"]][:2] == ["conv1", "relu1"]
     comp = doc["compile"]
-    assert comp["kernels"][0] == {"name": "fused_conv2d_relu_maxpool2d", "layers": ["conv1", "relu1", "maxpool1"]}
+    assert comp["kernels"][0] == {"name": "fused_conv2d_relu_maxpool2d", "count": 1, "layout": False,
+                                  "steps": [["conv1", "relu1", "maxpool1"]]}
     assert comp["smoke"]["ok"] and comp["smoke"]["max_rel_error"] < 1e-4 and comp["seconds"] > 0
 
 
@@ -39,7 +40,7 @@ def test_compile_text_lists_kernels_time_and_smoke_run(tmp_path):
     ll, asm = tmp_path / "net.ll", tmp_path / "net.s"
     code, out, err = cli("compile", SPECS / "lenet5.yaml", "--emit-llvm", ll, "--emit-asm", asm)
     assert code == 0, err
-    assert re.search(r"^compiled 6 kernels in \d+\.\d+ s \((cold|from the cache)\), \d thread\(s\):$", out, re.MULTILINE)
+    assert re.search(r"^compiled 6 distinct kernels for 6 steps in \d+\.\d+ s \((cold|from the cache)\), \w+, \d thread\(s\):$", out, re.MULTILINE)
     assert re.search(r"^  fused_conv2d_relu_maxpool2d_1 +conv2, relu2, maxpool2$", out, re.MULTILINE)
     assert re.search(r"^smoke run: batch 2, max relative error vs reference \S+ \(ok\)$", out, re.MULTILINE)
     assert 'define void @"fused_conv2d_relu_maxpool2d"(' in ll.read_text()

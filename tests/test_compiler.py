@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import cnngraph
 from cnngraph import oracle
-from cnngraph.compiler import compile as jit_compile
+from cnngraph import compile as jit_compile
 from cnngraph.spec import load as load_spec
 
 SPECS = pathlib.Path(__file__).resolve().parent.parent / "specs"
@@ -60,7 +60,7 @@ def net(text: str, **kw):
 
 def test_lenet_fuses_conv_relu_pool_into_named_kernels():
     n = jit_compile(str(SPECS / "lenet5.yaml"))
-    symbols = [s.symbol for s in n.plan.steps]
+    symbols = [s.name for s in n.plan.steps]
     assert symbols[0] == "fused_conv2d_relu_maxpool2d"
     assert symbols[1].startswith("fused_conv2d_relu_maxpool2d")
     assert symbols[2] == "fused_linear_relu"
@@ -71,7 +71,7 @@ def test_resnet_folds_batchnorm_and_fuses_residual_add():
     n = jit_compile(cnngraph.load(spec))
     kinds = {type(s.kernel).__name__ for s in n.plan.steps}
     assert "Affine" not in kinds and "Eltwise" not in kinds  # no standalone batchnorm or add
-    assert any("add_relu" in s.symbol for s in n.plan.steps)
+    assert any("add_relu" in s.name for s in n.plan.steps)
     check(n, batch=(2,))
 
 
@@ -90,7 +90,8 @@ layers:
 def test_concat_in_place_and_copied(c, a, b):
     n = net(BRANCHES.format(c=c, a=a, b=b))
     copies = sum(type(s.kernel).__name__ == "ConcatCopy" for s in n.plan.steps)
-    assert copies == (1 if c % 16 == 0 else 3)  # aligned: convs write their slice, only the pool copies
+    # a conv writes its slice in place where it starts on a 16-channel boundary; the pool is always copied
+    assert copies == (1 if c % 16 == 0 else 2)
     check(n)
 
 
@@ -261,7 +262,9 @@ def test_second_compile_comes_from_the_disk_cache(tmp_path, monkeypatch):
 def test_corrupt_cache_file_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNGRAPH_CACHE", str(tmp_path))
     jit_compile(LENET)
-    for f in tmp_path.iterdir():
+    entries = list((tmp_path / "objects").iterdir())
+    assert entries
+    for f in entries:
         f.write_bytes(b"not an object file")
     again = jit_compile(LENET)
     assert not again.cached
@@ -288,6 +291,6 @@ def test_depthwise_on_plain_input_and_output(text):
     """A depthwise conv from the user's input to the user's output runs on the plain layout, no reorders."""
     for threads in (1, 2):
         n = net(text, threads=threads)
-        assert [s.symbol.split("_")[1] for s in n.plan.steps] in (["dwconv1d"], ["dwconv2d"], ["dwconv3d"])
-        assert "plain" in n.plan.steps[0].symbol
+        assert [s.name.split("_")[1] for s in n.plan.steps] in (["dwconv1d"], ["dwconv2d"], ["dwconv3d"])
+        assert "plain" in n.plan.steps[0].name
         check(n)

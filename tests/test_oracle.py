@@ -250,7 +250,7 @@ def test_a_layer_reading_the_same_input_twice_is_right_everywhere():
     """`add: {from: [s, s]}` with `s` read again later: the reference, the FC view and the
     compiler agree (the value is freed once, after its last reader)."""
     from cnngraph import fcview
-    from cnngraph.compiler import compile as jit_compile
+    from cnngraph import compile as jit_compile
     g = cnngraph.load("input: [3, 5]\nlayers: [relu, {add: {from: [relu1, relu1]}}, {add: {from: [relu1, add1]}}]")
     x = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
     want = 3 * np.maximum(x, 0)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import cnngraph
 from cnngraph import oracle
-from cnngraph.compiler import compile as jit_compile
+from cnngraph import compile as jit_compile
 from cnngraph.interop import export
 from cnngraph.interop.runtime import session
 from cnngraph.interop.torch_exec import forward as torch_forward

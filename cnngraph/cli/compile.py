@@ -57,17 +57,24 @@ def main(args) -> int:
             f.write(assembly(net.plan))
     err = smoke_check(net, SMOKE_BATCH, args.seed)
     check = {"batch": SMOKE_BATCH, "max_rel_error": err, "ok": err <= SMOKE_RTOL}
-    kernels = [{"name": s.symbol, "layers": list(s.nodes)} for s in net.plan.steps]
+    kernels = net.plan.kernels()
+    unfused = net.plan.unfused()
     if args.json:
         doc["compile"] = {"seconds": seconds, "cached": net.cached, "threads": net.threads,
-                          "kernels": kernels, "smoke": check}
+                          "target": net.target.name, "steps": len(net.plan.steps), "kernels": kernels,
+                          "unfused": [{"layer": n, "why": why} for n, why in unfused], "smoke": check}
         print(json.dumps(doc, indent=2))
     else:
-        width = max(len(k["name"]) for k in kernels)
-        print(f"\ncompiled {len(kernels)} kernels in {seconds:.3f} s "
-              f"({'from the cache' if net.cached else 'cold'}), {net.threads} thread(s):")
+        width = max(len(k["name"]) + len(str(k["count"])) + 2 for k in kernels)
+        print(f"\ncompiled {len(kernels)} distinct kernels for {len(net.plan.steps)} steps in {seconds:.3f} s "
+              f"({'from the cache' if net.cached else 'cold'}), {net.target.name}, {net.threads} thread(s):")
         for k in kernels:
-            print(f"  {k['name'].ljust(width)}  {', '.join(k['layers'])}")
+            label = k["name"] + (f" x{k['count']}" if k["count"] > 1 else "")
+            layers = "(layout change)" if k["layout"] else ", ".join(k["steps"][0])
+            more = f"; and {k['count'] - 1} more like it" if k["count"] > 1 else ""
+            print(f"  {label.ljust(width)}  {layers}{more}")
+        for n, why in unfused:
+            print(f"  not fused: '{n}': {why}")
         print(f"smoke run: batch {check['batch']}, max relative error vs reference {check['max_rel_error']:.2e} "
               f"({'ok' if check['ok'] else 'FAILED'})")
     if not check["ok"]:

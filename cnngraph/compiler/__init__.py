@@ -1,68 +1,125 @@
-"""The compiler: Graph -> fusion plan -> LLVM IR -> native code -> CompiledNet.
+"""The compiler: Graph -> plan (a flat list of passes, see plan.py) -> LLVM IR per
+kernel -> native objects (cached per kernel) -> CompiledNet.
 
-    plan = build_plan(graph, weights)       # fuse, pack weights, lay out buffers
-    key  = hash(plan.key(), host)           # kernels, buffers, CPU, llvmlite, this code
-    lib  = jit.load_or_build(key, ...)      # cached objects, or: emit IR (llvmlite.ir),
-                                            # verify, O3 for this CPU, in parallel parts
-    net  = CompiledNet(graph, weights, plan, lib)
+    plan = build_plan(graph, weights, target)   # fuse, lower, schedule, pack, allocate, verify
+    objs = kernel objects                       # from the cache, or emitted (llvmlite.ir), verified,
+                                                # O3 for the target, in parallel worker processes
+    net  = CompiledNet(...)                     # + the generic table-driven runner
 
-DEBUG=2 prints the plan, 3 also the LLVM IR, 4 also the assembly (on stderr).
+The compiler takes a Graph: turning paths, YAML and ONNX files into graphs is
+the package facade's job. DEBUG=2 prints the plan, 3 also the LLVM IR, 4 also
+the assembly (on stderr).
 
->>> import numpy as np
->>> from cnngraph.compiler import compile
->>> net = compile("input: [1, 8, 8]\\nlayers: [{conv: {out: 4, kernel: 3}}, {relu: {}}]")
+>>> import numpy as np, cnngraph
+>>> net = compile(cnngraph.load("input: [1, 8, 8]\\nlayers: [{conv: {out: 4, kernel: 3}}, {relu: {}}]"))
 >>> net(np.ones((2, 1, 8, 8), np.float32)).shape
 (2, 4, 6, 6)
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import hashlib
-import multiprocessing
+import math
 import os
 
 import numpy as np
 
 from .. import debug, report
 from . import jit
-from .emit_net import emit_kernels, emit_runner, kernel_list
-from .kernels import ConvKernel
+from .lower import CompilerBug
 from .plan import Plan, build_plan
-from .runtime import CompiledNet, check_threads
+from .runner import NET_RUN, emit_kernel, emit_runner
+from .runtime import CompiledNet, CompileError, check_threads, format_bytes, memory_limit
+from .target import Target, select
 
-__all__ = ["CompiledNet", "Plan", "assembly", "build_plan", "compile", "emit_kernels", "emit_runner", "llvm_ir",
-           "smoke_check"]
+__all__ = ["CompileError", "CompiledNet", "CompilerBug", "Plan", "Target", "assembly", "build_plan", "compile",
+           "kernel_symbols", "llvm_ir", "smoke_check"]
 
 
-def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 0) -> CompiledNet:
-    """Compile a network (spec path, YAML text, NetSpec or Graph) to a native callable.
+def kernel_symbols(plan: Plan) -> dict:
+    """Native symbol of every distinct kernel: its display name and a digest of its descriptor."""
+    out = {}
+    for s in plan.steps:
+        if s.kernel not in out:
+            digest = hashlib.sha256(repr(s.kernel).encode()).hexdigest()[:12]
+            out[s.kernel] = f"{s.kernel.name}_{digest}"
+    return out
 
-    `weights`: None (seeded PyTorch-style init with `seed`), a .npz/.safetensors
-    path, or a name -> array mapping. `threads`: native threads per call
-    (default: all cores; small batches use fewer). The object code is cached on
-    disk (see `jit.cache_dir`), so compiling the same net again is fast.
+
+def _check_size(graph):
+    """Refuse, naming the bytes, a net whose weights (as packed) or buffers cannot fit."""
+    limit = memory_limit()
+    params = sum(n.n_params + n.n_buffers for n in graph.nodes)
+    need = 4 * params
+    if need > limit:
+        raise CompileError(f"'{graph.name}' has {params:,} parameters ({format_bytes(need)}), more than the "
+                           f"{format_bytes(limit)} this machine allows")
+    act = max((math.prod(n.out_shape) for n in graph.nodes), default=0)
+    if 4 * act * 2 > limit:
+        raise CompileError(f"'{graph.name}' has a {act:,}-element activation per sample "
+                           f"({format_bytes(4 * act)}), too large for the {format_bytes(limit)} this machine allows")
+
+
+def compile(graph, threads: int | None = None, weights=None, seed: int = 0, poison: bool = False,
+            target: str | Target | None = None) -> CompiledNet:
+    """Compile a Graph to a native callable.
+
+    `weights`: None (seeded PyTorch-style init with `seed`), a .npz/.safetensors path, or a
+    name -> array mapping. `threads`: native threads per call (default: all cores; small
+    batches use fewer; `net(x, threads=k)` overrides per call). `target`: 'host' (default,
+    or $CNNGRAPH_TARGET), 'avx2', or a Target. `poison`: fill buffers with NaN before every
+    call, so an element no kernel writes shows up (for testing). The kernels' object code is
+    cached on disk (see `jit.cache_dir`), so compiling again is fast.
     """
-    from .. import load
     from ..weights import resolve
 
     check_threads(threads)
-    graph = load(spec_or_path)                   # spec -> inferred graph
+    if not hasattr(graph, "nodes") or not hasattr(graph, "input_shape"):
+        raise TypeError(f"expected a cnngraph Graph (see cnngraph.load), got {type(graph).__name__}")
+    tgt = target if isinstance(target, Target) else select(target)
     debug.log(debug.REPORT, "report", lambda: report.to_text(graph))
-    w = resolve(graph, weights, seed)            # weights, checked against the graph
-    plan = build_plan(graph, w)                  # fuse, pack weights, plan buffers
+    _check_size(graph)
+    w = resolve(graph, weights, seed)
+    plan = build_plan(graph, w, tgt)
+    if plan.workspace > memory_limit():
+        raise CompileError(f"'{graph.name}' needs {format_bytes(plan.workspace)} of buffers per sample, more than "
+                           f"the {format_bytes(memory_limit())} this machine allows")
     debug.log(debug.PLAN, "fusion plan", plan.describe)
     debug.log(debug.IR, "LLVM IR", lambda: llvm_ir(plan))
     debug.log(debug.ASM, "assembly", lambda: assembly(plan))
-    key = hashlib.sha256((plan.key() + jit.host_key()).encode()).hexdigest()
-    lib, cached = jit.load_or_build(key, lambda: _build_objects(plan))  # cache, or emit + LLVM
-    return CompiledNet(graph, w, plan, lib, threads, cached)
+    lib, symbols, cached = _native(plan)
+    return CompiledNet(graph, w, plan, lib, symbols, threads, cached, poison)
+
+
+def _native(plan: Plan):
+    """The plan's kernels and the runner, loaded (objects from the cache or built)."""
+    symbols = kernel_symbols(plan)
+    version, tkey = jit.code_version(), plan.target.key()
+    jobs = {hashlib.sha256(f"{version}|{tkey}|{sym}|{k!r}".encode()).hexdigest(): (sym, k)
+            for k, sym in symbols.items()}
+    runner_key = hashlib.sha256(f"{version}|{tkey}|{NET_RUN}".encode()).hexdigest()
+    jobs[runner_key] = (NET_RUN, None)
+    target = plan.target
+    objs, hits = jit.cached_objects(jobs, functools.partial(_build, target=target),
+                                    workers=min(os.cpu_count() or 1, 4))
+    try:
+        lib = jit.NativeLib(list(objs.values()), target)
+    except (ValueError, RuntimeError) as e:  # should not happen: entries are verified before loading
+        raise CompilerBug(f"loading the compiled kernels failed: {e}") from None
+    return lib, symbols, hits == len(jobs)
+
+
+def _build(batch, target):
+    """Object files for (symbol, kernel descriptor or None for the runner) pairs (in a worker process)."""
+    return [jit.compile_ir(emit_runner() if k is None else emit_kernel(k, sym), target) for sym, k in batch]
 
 
 def smoke_check(net: CompiledNet, batch: int = 2, seed: int = 0) -> float:
     """Max relative error of the compiled net against the numpy reference on a random batch.
 
-    >>> net = compile("input: [2, 6]\\nlayers: [{conv: {out: 3, kernel: 3}}, {relu: {}}]")
+    >>> import cnngraph
+    >>> net = compile(cnngraph.load("input: [2, 6]\\nlayers: [{conv: {out: 3, kernel: 3}}, {relu: {}}]"))
     >>> smoke_check(net) < 1e-4
     True
     """
@@ -73,49 +130,14 @@ def smoke_check(net: CompiledNet, batch: int = 2, seed: int = 0) -> float:
 
 
 def llvm_ir(plan: Plan) -> str:
-    """The plan's LLVM IR as text: the kernels module, then the runner module."""
-    return (f"; ---- module: kernels ----\n{emit_kernels(kernel_list(plan))}\n"
-            f"; ---- module: runner ----\n{emit_runner(plan)}")
+    """The LLVM IR of every distinct kernel of the plan, then the runner."""
+    parts = [f"; ---- kernel {sym} ----\n{emit_kernel(k, sym)}" for k, sym in kernel_symbols(plan).items()]
+    return "\n".join(parts + [f"; ---- runner ----\n{emit_runner()}"])
 
 
 def assembly(plan: Plan) -> str:
-    """The optimised host assembly of both modules."""
-    return (f"# ---- module: kernels ----\n{jit.assembly(emit_kernels(kernel_list(plan)))}\n"
-            f"# ---- module: runner ----\n{jit.assembly(emit_runner(plan))}")
+    """The optimised assembly of every distinct kernel of the plan, then the runner."""
+    parts = [f"# ---- kernel {sym} ----\n{jit.assembly(emit_kernel(k, sym), plan.target)}"
+             for k, sym in kernel_symbols(plan).items()]
+    return "\n".join(parts + [f"# ---- runner ----\n{jit.assembly(emit_runner(), plan.target)}"])
 
-
-def _compile_kernels(kernels) -> bytes:
-    return jit.compile_ir(emit_kernels(kernels))
-
-
-def _build_objects(plan: Plan) -> list[bytes]:
-    """Object files for the plan: kernels split over worker processes (emission and
-    LLVM both hold the GIL or llvmlite's lock), the runner compiled meanwhile."""
-    kernels = kernel_list(plan)
-    parts = min(os.cpu_count() or 1, 4)
-    convs = sum(isinstance(k, ConvKernel) for _, k in kernels)
-    if parts < 2 or convs < 4:
-        return [_compile_kernels(kernels), jit.compile_ir(emit_runner(plan))]
-    # more groups than workers: the pool evens out what the cost guess gets wrong
-    groups, load = [[] for _ in range(3 * parts)], [0] * (3 * parts)
-    for sym, k in sorted(kernels, key=lambda sk: -_cost(sk[1])):
-        i = load.index(min(load))
-        groups[i].append((sym, k))
-        load[i] += _cost(k)
-    runner = None
-    try:
-        ctx = multiprocessing.get_context("fork")  # workers inherit the initialised LLVM
-        with concurrent.futures.ProcessPoolExecutor(parts, mp_context=ctx) as pool:
-            futures = [pool.submit(_compile_kernels, g) for g in groups if g]
-            runner = jit.compile_ir(emit_runner(plan))
-            return [f.result() for f in futures] + [runner]
-    except (OSError, concurrent.futures.process.BrokenProcessPool):  # no processes here: do it serially
-        return [_compile_kernels(kernels), runner or jit.compile_ir(emit_runner(plan))]
-
-
-def _cost(k) -> int:
-    """Rough compile cost: unrolled conv tiles dominate."""
-    if isinstance(k, ConvKernel):
-        v, tp = k.tiling()
-        return 10 + k.tile_pixels(tp) * v
-    return 2

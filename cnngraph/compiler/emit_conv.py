@@ -21,7 +21,7 @@ import itertools
 
 from llvmlite import ir
 
-from .irutil import F32, I64, VEC, VL, i64, new_kernel, splat, tap_range
+from .irutil import F32, I64, VEC, VL, VecMath, apply_ops, i64, kernel_args, new_kernel, splat, tap_range
 from .kernels import ConvKernel
 
 NEG_INF = float("-inf")
@@ -37,7 +37,7 @@ class ConvEmitter:
 
     def __init__(self, module: ir.Module, k: ConvKernel, symbol: str):
         self.m, self.k, self.symbol = module, k, symbol
-        self.V, self.Tp = k.tiling()
+        self.V, self.Tp = k.schedule.v, k.schedule.tp
         self.ID, self.IH, self.IW = k.in_dims
         self.OD, self.OH, self.OW = k.out_dims
         self.QD, self.QH, self.QW = k.pooled
@@ -80,14 +80,17 @@ class ConvEmitter:
         k, V = self.k, self.V
         fn, b = new_kernel(self.m, self.symbol)
         self.b = b
-        args, start, end = fn.args
-        self.p_in, self.p_w, self.p_bias, self.p_res, self.p_out, self.p_aff = (b.arg_ptr(args, i) for i in range(6))
-        self.acc = [[b.vslot() for _ in range(V)] for _ in range(24)]
+        self.math = VecMath(b)
+        _, start, end = fn.args
+        a = kernel_args(b, fn, k)
+        self.p_in, self.p_w, self.p_bias, self.p_res, self.p_out, self.p_aff = (
+            a["input"], a["weights"], a["bias"], a["residual"], a["output"], a["affine"])
+        self.acc = [[b.vslot() for _ in range(V)] for _ in range(k.schedule.budget)]
         self.pool_acc = [b.vslot() for _ in range(V)]
         if k.pool and k.pool.kind == "avg":
             self.div = [self._table(f"{self.symbol}.div{d}", t)
                         for d, t in enumerate(k.pool.divisors())]
-        batch = b.ptrtoint(b.arg_ptr(args, 6), I64)
+        batch = b.ptrtoint(a["batch"], I64)
         rows = self.QD * self.QH
         per_og = b.mul(batch, i64(rows))
         with b.loop(start, end, name="item") as item:
@@ -207,20 +210,16 @@ class ConvEmitter:
                     self._edge_pixel(qw)
 
     def _epilogue(self, vals, ow):
-        """bias, activations, residual, affine on V accumulators of conv pixel ow."""
+        """bias, then the epilogue's operations in order, on V accumulators of conv pixel ow."""
         b, ep = self.b, self.k.epilogue
         out = []
         for v, x in enumerate(vals):
             if ep.bias:
                 x = b.fadd(x, self.bias[v])
-            for kind, alpha in ep.pre:
-                x = b.activation(x, kind, alpha)
-            if ep.residual:
-                x = b.fadd(x, b.vload(self.res_row, b.iadd(b.imul(ow, VL), v * self.o_plane)))
-            for kind, alpha in ep.post:
-                x = b.activation(x, kind, alpha)
-            if ep.affine:
-                x = b.fma(x, self.scale[v], self.shift[v])
+            res = (lambda v=v: b.vload(self.res_row, b.iadd(b.imul(ow, VL), v * self.o_plane))) \
+                if ep.residual else None
+            x = apply_ops(self.math, ep.ops, x, res, self.scale[v] if ep.affine else None,
+                          self.shift[v] if ep.affine else None)
             out.append(x)
         return out
 

@@ -8,7 +8,22 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from .irutil import F32, I32, I64, VEC, VL, Builder, as_value, i64, new_kernel, splat, tap_range
+from .irutil import (
+    F32,
+    I32,
+    I64,
+    VEC,
+    VL,
+    Builder,
+    VecMath,
+    apply_ops,
+    as_value,
+    i64,
+    kernel_args,
+    new_kernel,
+    splat,
+    tap_range,
+)
 from .kernels import Affine, ChannelOp, ConcatCopy, Eltwise, LinearKernel, PadOp, PlainDWConv, PoolOp, Reorder, cblocks
 
 NEG_INF = float("-inf")
@@ -46,7 +61,8 @@ def _transpose16(b: Builder, rows):
 def emit_reorder(module, k: Reorder, symbol: str):
     """Layout changes: 16x16 register transposes, gathers for the last partial chunk."""
     fn, b = new_kernel(module, symbol)
-    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    a = kernel_args(b, fn, k)
+    src, dst = a["input"], a["output"]
     S = k.dims[0] * k.dims[1] * k.dims[2]
     cb = cblocks(k.c)
     v64 = ir.VectorType(I64, VL)
@@ -107,8 +123,9 @@ def emit_plain_dwconv(module, k: PlainDWConv, symbol: str):
     of unmasked loads; edge chunks are emitted at their compile-time positions with constant
     lane masks (taps wholly in padding left out)."""
     fn, b = new_kernel(module, symbol)
-    args = fn.args[0]
-    p_in, p_w, p_bias, p_out, p_aff = (b.arg_ptr(args, i) for i in range(5))
+    a = kernel_args(b, fn, k)
+    p_in, p_w, p_bias, p_out, p_aff = a["input"], a["weights"], a["bias"], a["output"], a["affine"]
+    m = VecMath(b)
     ID, IH, IW = k.in_dims
     OD, OH, OW = k.out_dims
     KD, KH, KW = k.kernel
@@ -179,10 +196,7 @@ def emit_plain_dwconv(module, k: PlainDWConv, symbol: str):
             x = b.load(acc, typ=VEC)
             if ep.bias:
                 x = b.fadd(x, bias)
-            for kind, alpha in ep.pre + ep.post:
-                x = b.activation(x, kind, alpha)
-            if ep.affine:
-                x = b.fma(x, scale, shift)
+            x = apply_ops(m, ep.ops, x, None, scale if ep.affine else None, shift if ep.affine else None)
             dst = b.fptr(out_row, ow0)
             if static and ow0 + VL > OW:
                 b.masked_store(x, dst, b.lane_mask(i64(OW - ow0)))
@@ -201,9 +215,10 @@ def emit_plain_dwconv(module, k: PlainDWConv, symbol: str):
 
 
 def emit_pool(module, k: PoolOp, symbol: str):
-    """Windowed max/avg over a blocked tensor, bounds-checked per tap."""
+    """Windowed max/avg over a blocked tensor, bounds-checked per tap (max propagates NaN)."""
     fn, b = new_kernel(module, symbol)
-    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    a = kernel_args(b, fn, k)
+    src, dst = a["input"], a["output"]
     p = k.pool
     ID, IH, IW = k.in_dims
     QD, QH, QW = p.out
@@ -263,8 +278,11 @@ def emit_pool(module, k: PoolOp, symbol: str):
 
 
 def emit_eltwise(module, k: Eltwise, symbol: str):
+    """y = acts(x0 (+) x1 (+) ...) over whole blocks, the inputs joined by the merge layer's combine."""
     fn, b = new_kernel(module, symbol)
-    ptrs = [b.arg_ptr(fn.args[0], i) for i in range(k.n_inputs + 1)]
+    a = kernel_args(b, fn, k)
+    out, ins = a["output"], [a[f"input{i}"] for i in range(k.n_inputs)]
+    m = VecMath(b)
 
     def body(n, r):
         base = b.iadd(b.imul(n, k.size), b.imul(r, k.CHUNK))
@@ -272,12 +290,11 @@ def emit_eltwise(module, k: Eltwise, symbol: str):
         # sizes are whole blocks of 16 (the blocked layout), so vectors never straddle the end
         with b.loop(0, count, step=VL, name="e") as e:
             off = b.iadd(base, e)
-            x = b.vload(ptrs[1], off)
-            for p in ptrs[2:]:
-                x = b.fadd(x, b.vload(p, off))
-            for kind, alpha in k.acts:
-                x = b.activation(x, kind, alpha)
-            b.vstore(x, ptrs[0], off)
+            x = b.vload(ins[0], off)
+            for p in ins[1:]:
+                x = k.merge.combine(m, x, b.vload(p, off))
+            x = apply_ops(m, k.acts, x)
+            b.vstore(x, out, off)
 
     _items(b, fn, k.items(), body)
     b.ret_void()
@@ -285,7 +302,8 @@ def emit_eltwise(module, k: Eltwise, symbol: str):
 
 def emit_affine(module, k: Affine, symbol: str):
     fn, b = new_kernel(module, symbol)
-    src, dst, aff = (b.arg_ptr(fn.args[0], i) for i in range(3))
+    a = kernel_args(b, fn, k)
+    src, dst, aff = a["input"], a["output"], a["affine"]
     cb = cblocks(k.c)
 
     def body(n, c):
@@ -304,8 +322,10 @@ def emit_linear(module, k: LinearKernel, symbol: str):
     """GEMV/GEMM on packed weights: NB samples share each weight vector load; a
     group with fewer than NB samples left runs them one by one."""
     fn, b = new_kernel(module, symbol)
-    src, w, bias, dst = (b.arg_ptr(fn.args[0], i) for i in range(4))
-    batch = b.ptrtoint(b.arg_ptr(fn.args[0], 4), ir.IntType(64))
+    a = kernel_args(b, fn, k)
+    src, w, bias, dst = a["input"], a["weights"], a["bias"], a["output"]
+    batch = b.ptrtoint(a["batch"], ir.IntType(64))
+    m = VecMath(b)
     NB, U = k.NB, 4
     ob = cblocks(k.cout)
     acc = [[b.vslot() for _ in range(U)] for _ in range(NB)]
@@ -337,8 +357,7 @@ def emit_linear(module, k: LinearKernel, symbol: str):
                 y = b.fadd(y, b.load(acc[j][u], typ=VEC))
             if bv is not None:
                 y = b.fadd(y, bv)
-            for kind, alpha in ep.pre + ep.post:
-                y = b.activation(y, kind, alpha)
+            y = apply_ops(m, ep.ops, y)
             b.vstore(y, dst, b.imul(b.iadd(b.imul(b.iadd(n0, j), ob), o), VL))
 
     _, start, end = fn.args
@@ -354,57 +373,71 @@ def emit_linear(module, k: LinearKernel, symbol: str):
 
 
 def emit_channel_op(module, k: ChannelOp, symbol: str):
-    """Softmax or LRN across channels at one spatial position."""
+    """The ChannelReduction mechanism at one spatial position: statistics over all channels
+    (max or sum, horizontally reduced and broadcast), then per channel block the windowed
+    statistics (masked gathers of the neighbouring channels) and the result. Padding lanes
+    are written as 0 (finite, for consumers reading whole vectors)."""
+    red = k.layer.lower([(k.c,)], {})
     fn, b = new_kernel(module, symbol)
-    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    a = kernel_args(b, fn, k)
+    src, dst = a["input"], a["output"]
     cb, S = cblocks(k.c), k.spatial
+    m = VecMath(b)
     acc = b.vslot()
+    v64 = ir.VectorType(I64, VL)
+    lanes64 = ir.Constant(v64, list(range(VL)))
 
     def body(n, s):
-        base = b.iadd(b.imul(n, cb * S * VL), b.imul(s, VL))
+        base = b.fptr(src, b.iadd(b.imul(n, cb * S * VL), b.imul(s, VL)))
+        out = b.fptr(dst, b.iadd(b.imul(n, cb * S * VL), b.imul(s, VL)))
 
-        def at(c):  # offset of the channel block c (i64) at this position
-            return b.iadd(base, b.imul(c, S * VL))
+        def at(c):  # offset of channel block c (i64) at this position
+            return b.imul(c, S * VL)
 
-        def mask(c):
+        def real(c):
             return b.lane_mask(b.sub(i64(k.c), b.imul(c, VL)))
 
-        if k.kind == "softmax":
-            b.store(splat(NEG_INF), acc)
+        stats = []
+        for st in red.stats:
+            if st.window is not None:
+                stats.append(st)  # evaluated per block below
+                continue
+            ident = splat(NEG_INF if st.reduce == "max" else 0.0)
+            b.store(ident, acc)
             with b.loop(0, cb, name="c") as c:
-                x = b.select(mask(c), b.vload(src, at(c)), splat(NEG_INF))
-                b.store(b.vmax(b.load(acc, typ=VEC), x), acc)
-            m = b.bcast(_reduce(b, "fmax", b.load(acc, typ=VEC)))
-            b.store(splat(0.0), acc)
-            with b.loop(0, cb, name="c") as c:
-                e = b.select(mask(c), b.vexp(b.fsub(b.vload(src, at(c)), m)), splat(0.0))
-                b.vstore(e, dst, at(c))
-                b.store(b.fadd(b.load(acc, typ=VEC), e), acc)
-            inv = b.bcast(b.fdiv(ir.Constant(F32, 1.0), _reduce(b, "fadd", b.load(acc, typ=VEC))))
-            with b.loop(0, cb, name="c") as c:
-                b.vstore(b.fmul(b.vload(dst, at(c)), inv), dst, at(c))
-            return
-        # LRN: scalar over channels, the window spanning size//2 before and (size-1)//2 after
-        pw = b.module.globals.get("llvm.pow.f32") or ir.Function(
-            b.module, ir.FunctionType(F32, [F32, F32]), name="llvm.pow.f32")
-        ssum = b.vslot(F32)
+                t = b.select(real(c), st.term(m, b.vload(base, at(c)), stats), ident)
+                prev = b.load(acc, typ=VEC)
+                b.store(b.vmax(prev, t) if st.reduce == "max" else b.fadd(prev, t), acc)
+            total = _reduce(b, "fmax" if st.reduce == "max" else "fadd", b.load(acc, typ=VEC))
+            if st.reduce == "max":  # the reduction drops NaN; a NaN channel makes the statistic NaN
+                v = b.load(acc, typ=VEC)
+                total = b.fadd(total, _reduce(b, "fadd", b.select(b.fcmp_unordered("uno", v, v),
+                                                                  splat(float("nan")), splat(0.0))))
+            stats.append(b.fmul(b.bcast(total), splat(st.scale)) if st.scale != 1.0 else b.bcast(total))
 
-        def off(c):
-            return b.iadd(base, b.iadd(b.imul(b.sdiv(c, i64(VL)), S * VL), b.srem(c, i64(VL))))
-
-        with b.loop(0, k.c, name="c") as c:
-            b.store(ir.Constant(F32, 0.0), ssum)
-            lo = b.imax(b.sub(c, i64(k.size // 2)), 0)
-            hi = b.imin(b.iadd(c, i64((k.size - 1) // 2 + 1)), k.c)
-            with b.loop(lo, hi, name="j") as j:
-                x = b.sload(src, off(j))
-                b.store(b.fadd(b.load(ssum, typ=F32), b.fmul(x, x)), ssum)
-            d = b.fadd(ir.Constant(F32, k.k), b.fmul(ir.Constant(F32, k.alpha / k.size), b.load(ssum, typ=F32)))
-            y = b.fdiv(b.sload(src, off(c)), b.call(pw, [d, ir.Constant(F32, k.beta)]))
-            b.store(y, b.fptr(dst, off(c)), align=4)
-        # padding lanes of the last block stay finite (zero) for consumers reading whole vectors
-        with b.loop(k.c, cb * VL, name="z") as c:
-            b.store(ir.Constant(F32, 0.0), b.fptr(dst, off(c)), align=4)
+        with b.loop(0, cb, name="c") as c:
+            vals = []
+            for st in stats:
+                if not hasattr(st, "window"):
+                    vals.append(st)
+                    continue
+                before, after = st.window
+                full = [v for v in vals]
+                w = splat(0.0)
+                for d in range(-before, after + 1):
+                    idx = b.add(b.shuffle_vector(
+                        b.insert_element(ir.Constant(v64, ir.Undefined), b.iadd(b.imul(c, VL), d),
+                                         ir.Constant(I32, 0)),
+                        ir.Constant(v64, ir.Undefined), ir.Constant(ir.VectorType(I32, VL), [0] * VL)), lanes64)
+                    ok = b.and_(b.icmp_signed(">=", idx, ir.Constant(v64, [0] * VL)),
+                                b.icmp_signed("<", idx, ir.Constant(v64, [k.c] * VL)))
+                    offs = b.add(b.mul(b.ashr(idx, ir.Constant(v64, [4] * VL)), ir.Constant(v64, [S * VL] * VL)),
+                                 b.and_(idx, ir.Constant(v64, [VL - 1] * VL)))
+                    x = b.gather(base, offs, ok)
+                    w = b.fadd(w, b.select(ok, st.term(m, x, full), splat(0.0)))
+                vals.append(b.fmul(w, splat(st.scale)) if st.scale != 1.0 else w)
+            y = red.result(m, b.vload(base, at(c)), vals)
+            b.vstore(b.select(real(c), y, splat(0.0)), out, at(c))
 
     _items(b, fn, k.items(), body)
     b.ret_void()
@@ -412,7 +445,8 @@ def emit_channel_op(module, k: ChannelOp, symbol: str):
 
 def emit_pad(module, k: PadOp, symbol: str):
     fn, b = new_kernel(module, symbol)
-    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    a = kernel_args(b, fn, k)
+    src, dst = a["input"], a["output"]
     cb = cblocks(k.c)
     ID, IH, IW = k.in_dims
     OD, OH, OW = k.out_dims
@@ -442,7 +476,8 @@ def emit_pad(module, k: PadOp, symbol: str):
 
 def emit_concat_copy(module, k: ConcatCopy, symbol: str):
     fn, b = new_kernel(module, symbol)
-    src, dst = b.arg_ptr(fn.args[0], 0), b.arg_ptr(fn.args[0], 1)
+    a = kernel_args(b, fn, k)
+    src, dst = a["input"], a["output"]
     S = k.spatial
     cbi, cbo = cblocks(k.c), cblocks(k.total)
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from llvmlite import ir
 
-VL = 16  # floats per vector: one AVX-512 register, and the channel block of the blocked layout
+from .target import BLOCK as VL  # floats per vector in the IR: the channel block of the blocked layout
 F32 = ir.FloatType()
 I64 = ir.IntType(64)
 I32 = ir.IntType(32)
@@ -153,16 +153,20 @@ class Builder(ir.IRBuilder):
         return self.call(self._intr("llvm.fma", 3), [a, b, c])
 
     def vmax(self, a, b):
-        return self.select(self.fcmp_ordered(">", a, b), a, b)
+        """max(a, b), NaN if either is NaN (PyTorch's max-pool and relu propagate NaN)."""
+        r = self.select(self.fcmp_ordered("<", a, b), b, a)  # a if a is NaN
+        return r if _never_nan(b) else self.select(self.fcmp_unordered("uno", b, b), b, r)
 
     def vmin(self, a, b):
-        return self.select(self.fcmp_ordered("<", a, b), a, b)
+        """min(a, b), NaN if either is NaN."""
+        r = self.select(self.fcmp_ordered(">", a, b), b, a)
+        return r if _never_nan(b) else self.select(self.fcmp_unordered("uno", b, b), b, r)
 
     def vabs(self, a):
         return self.call(self._intr("llvm.fabs", 1), [a])
 
     def vexp(self, x):
-        """exp(x) for a vector, Cephes-style: 2^n * p(r), relative error ~1e-7."""
+        """exp(x) for a vector, Cephes-style: 2^n * p(r), relative error ~1e-7; NaN stays NaN."""
         x = self.vmin(self.vmax(x, splat(-87.3)), splat(88.7))
         n = self.call(self._intr("llvm.floor", 1), [self.fadd(self.fmul(x, splat(1.44269504088896341)), splat(0.5))])
         r = self.fma(n, splat(-0.693359375), x)
@@ -177,30 +181,44 @@ class Builder(ir.IRBuilder):
                         ir.Constant(ir.VectorType(I32, VL), [23] * VL))
         return self.fmul(p, self.bitcast(bits, VEC))
 
-    def activation(self, x, kind: str, alpha: float = 0.0):
-        """Apply one elementwise activation to a vector."""
-        if kind == "relu":
-            return self.vmax(x, splat(0.0))
-        if kind == "relu6":
-            return self.vmin(self.vmax(x, splat(0.0)), splat(6.0))
-        if kind == "leaky_relu":
-            return self.select(self.fcmp_ordered(">", x, splat(0.0)), x, self.fmul(x, splat(alpha)))
-        if kind == "sigmoid":
-            e = self.vexp(self.fsub(splat(0.0), self.vabs(x)))  # never overflows
-            d = self.fdiv(splat(1.0), self.fadd(splat(1.0), e))
-            return self.select(self.fcmp_ordered(">=", x, splat(0.0)), d, self.fmul(e, d))
-        if kind == "tanh":
-            a = self.vabs(x)
-            e = self.vexp(self.fmul(a, splat(-2.0)))
-            big = self.fdiv(self.fsub(splat(1.0), e), self.fadd(splat(1.0), e))
-            z = self.fmul(x, x)  # small |x|: odd polynomial avoids the cancellation in 1 - e
-            p = splat(-5.70498872745e-3)
-            for c in (2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1):
-                p = self.fma(p, z, splat(c))
-            small = self.fma(self.fmul(p, z), x, x)
-            signed = self.call(self._intr("llvm.copysign", 2), [big, x])
-            return self.select(self.fcmp_ordered("<", a, splat(0.625)), small, signed)
-        raise ValueError(f"unknown activation {kind!r}")
+    def vtanh(self, x):
+        """tanh(x): (1 - e) / (1 + e) with e = exp(-2|x|), an odd polynomial near 0 (no cancellation)."""
+        a = self.vabs(x)
+        e = self.vexp(self.fmul(a, splat(-2.0)))
+        big = self.fdiv(self.fsub(splat(1.0), e), self.fadd(splat(1.0), e))
+        z = self.fmul(x, x)
+        p = splat(-5.70498872745e-3)
+        for c in (2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1):
+            p = self.fma(p, z, splat(c))
+        small = self.fma(self.fmul(p, z), x, x)
+        signed = self.call(self._intr("llvm.copysign", 2), [big, x])
+        return self.select(self.fcmp_ordered("<", a, splat(0.625)), small, signed)
+
+    def vlog(self, x):
+        """log(x) for x > 0 (Cephes logf: mantissa in [sqrt(1/2), sqrt(2)), a degree-8 polynomial);
+        NaN for x < 0 or NaN, -inf at 0, inf at inf."""
+        vi = ir.VectorType(I32, VL)
+        bits = self.bitcast(x, vi)
+        e = self.sub(self.lshr(bits, ir.Constant(vi, [23] * VL)), ir.Constant(vi, [127] * VL))
+        m = self.bitcast(self.or_(self.and_(bits, ir.Constant(vi, [0x007FFFFF] * VL)),
+                                  ir.Constant(vi, [0x3F800000] * VL)), VEC)  # in [1, 2)
+        big = self.fcmp_ordered(">", m, splat(1.41421356237))
+        m = self.select(big, self.fmul(m, splat(0.5)), m)
+        ef = self.fadd(self.sitofp(e, VEC), self.select(big, splat(1.0), splat(0.0)))
+        f = self.fsub(m, splat(1.0))
+        p = splat(7.0376836292e-2)
+        for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
+                  2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):
+            p = self.fma(p, f, splat(c))
+        f2 = self.fmul(f, f)
+        y = self.fmul(self.fmul(p, f2), f)
+        y = self.fma(ef, splat(-2.12194440e-4), y)
+        y = self.fadd(y, self.fma(f2, splat(-0.5), f))
+        y = self.fma(ef, splat(0.693359375), y)
+        # special values: 0 -> -inf, inf -> inf, negative or NaN -> NaN, denormals as 0
+        y = self.select(self.fcmp_ordered("<", x, splat(1.17549435e-38)), splat(float("-inf")), y)
+        y = self.select(self.fcmp_ordered("==", x, splat(float("inf"))), x, y)
+        return self.select(self.fcmp_unordered("<", x, splat(0.0)), splat(float("nan")), y)
 
     # ---- control flow ----
     @contextmanager
@@ -222,6 +240,132 @@ class Builder(ir.IRBuilder):
         i.add_incoming(nxt, self.block)
         self.branch(cond)
         self.position_at_end(end)
+
+
+def _never_nan(v) -> bool:
+    """v is a constant vector without NaN lanes (so max/min need not test it)."""
+    if not (isinstance(v, ir.Constant) and isinstance(v.type, ir.VectorType) and isinstance(v.constant, list)):
+        return False
+    vals = [c.constant if isinstance(c, ir.Constant) else c for c in v.constant]
+    return all(isinstance(c, (int, float)) and c == c for c in vals)
+
+
+def apply_ops(m: "VecMath", ops, x, residual=None, scale=None, shift=None):
+    """An epilogue's operations on one vector x, in order (see kernels.Epilogue):
+    pointwise layers, the residual operand (a thunk loading it), the per-channel affine."""
+    from .kernels import Act, Residual
+    for op in ops:
+        if isinstance(op, Act):
+            x = op.layer.vector(m, x)
+        elif isinstance(op, Residual):
+            x = op.layer.combine(m, x, residual())
+        else:
+            x = m.fma(x, scale, shift)
+    return x
+
+
+class VecMath:
+    """The vector math a layer's pointwise hooks are written in (see `cnngraph/layers/lowering.py`):
+    Python numbers are splatted; min, max and clamp propagate NaN."""
+
+    def __init__(self, b: Builder):
+        self.b = b
+
+    def v(self, x):
+        return splat(x) if isinstance(x, (int, float)) else x
+
+    def const(self, c):
+        return splat(c)
+
+    def add(self, a, c):
+        return self.b.fadd(self.v(a), self.v(c))
+
+    def sub(self, a, c):
+        return self.b.fsub(self.v(a), self.v(c))
+
+    def mul(self, a, c):
+        return self.b.fmul(self.v(a), self.v(c))
+
+    def div(self, a, c):
+        return self.b.fdiv(self.v(a), self.v(c))
+
+    def fma(self, a, c, d):
+        return self.b.fma(self.v(a), self.v(c), self.v(d))
+
+    def neg(self, a):
+        return self.b.fneg(self.v(a))
+
+    def abs(self, a):
+        return self.b.vabs(self.v(a))
+
+    def max(self, a, c):
+        return self.b.vmax(self.v(a), self.v(c))
+
+    def min(self, a, c):
+        return self.b.vmin(self.v(a), self.v(c))
+
+    def clamp(self, x, lo, hi):
+        return self.min(self.max(x, lo), hi)
+
+    def exp(self, a):
+        return self.b.vexp(self.v(a))
+
+    def log(self, a):
+        return self.b.vlog(self.v(a))
+
+    def tanh(self, a):
+        return self.b.vtanh(self.v(a))
+
+    def erf(self, a):
+        """erf(x): Eigen's rational approximation on [-4, 4] (a few ulp in float32); NaN stays NaN."""
+        x = self.clamp(a, -4.0, 4.0)
+        x2 = self.mul(x, x)
+        p = self.fma(x2, -2.72614225801306e-10, 2.77068142495902e-08)
+        for c in (-2.10102402082508e-06, -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                  -1.60960333262415e-02):
+            p = self.fma(x2, p, c)
+        p = self.mul(x, p)
+        q = self.fma(x2, -1.45660718464996e-05, -2.13374055278905e-04)
+        for c in (-1.68282697438203e-03, -7.37332916720468e-03, -1.42647390514189e-02):
+            q = self.fma(x2, q, c)
+        return self.div(p, q)
+
+    def sqrt(self, a):
+        return self.b.call(self.b._intr("llvm.sqrt", 1), [self.v(a)])
+
+    def floor(self, a):
+        return self.b.call(self.b._intr("llvm.floor", 1), [self.v(a)])
+
+    def copysign(self, a, c):
+        return self.b.call(self.b._intr("llvm.copysign", 2), [self.v(a), self.v(c)])
+
+    def pow(self, x, p: float):
+        """x ** p for x >= 0 and a constant p (exp(p log x)); 0 ** p = 0 for p > 0."""
+        y = self.exp(self.mul(self.log(x), float(p)))
+        return self.b.select(self.b.fcmp_ordered("==", self.v(x), splat(0.0)), splat(0.0 if p > 0 else 1.0), y)
+
+    def lt(self, a, c):
+        return self.b.fcmp_ordered("<", self.v(a), self.v(c))
+
+    def le(self, a, c):
+        return self.b.fcmp_ordered("<=", self.v(a), self.v(c))
+
+    def gt(self, a, c):
+        return self.b.fcmp_ordered(">", self.v(a), self.v(c))
+
+    def ge(self, a, c):
+        return self.b.fcmp_ordered(">=", self.v(a), self.v(c))
+
+    def isnan(self, a):
+        return self.b.fcmp_unordered("uno", self.v(a), self.v(a))
+
+    def select(self, mask, a, c):
+        return self.b.select(mask, self.v(a), self.v(c))
+
+
+def kernel_args(b: Builder, fn: ir.Function, kernel) -> dict:
+    """The kernel's native arguments by name (pointers loaded from the argument array)."""
+    return {name: b.arg_ptr(fn.args[0], i) for i, (name, _) in enumerate(kernel.args)}
 
 
 def new_kernel(module: ir.Module, name: str) -> tuple[ir.Function, Builder]:

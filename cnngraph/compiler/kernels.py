@@ -1,21 +1,31 @@
 """Kernel descriptors: frozen, hashable values that say exactly what one native
-function computes. The planner builds them, the emitters turn them into IR, the
-packer lays out their weights, and the object cache keys on them.
+function computes. The lowering pass builds them, the schedule pass fills in their
+schedule, the emitters turn them into IR, the packer lays out their weights, the
+verifier checks them against the plan's tensors, and the object cache keys on them.
 
-Tensors inside a net are blocked: (N, ceil(C/16), D, H, W, 16), channels
-padded to a multiple of 16 (the padding lanes hold finite values that no
-kernel lets leak into real channels); 1D/2D tensors are 3D with D = H = 1 (or
-D = 1), and flat vectors are blocked tensors with D = H = W = 1. Only the
-user's input and output arrays are plain (N, C, *spatial).
+Every descriptor declares its native arguments by name (`ARGS`, with a role each:
+a tensor it reads or writes, a packed weight, the batch size) and what it expects
+of each tensor argument (`expects()`), so the plan's arguments are named and typed
+and the verifier can compare them with the tensors they point to.
+
+Tensors inside a net are blocked: (N, ceil(C/16), D, H, W, 16), channels padded to
+a multiple of 16 (the padding lanes hold finite values that no kernel lets leak
+into real channels); 1D/2D tensors are 3D with D = H = 1 (or D = 1), and flat
+vectors are blocked tensors with D = H = W = 1. Only the user's input and output
+arrays are plain (N, C, *spatial).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from .irutil import VL
+from .target import BLOCK as VL
 
 Dims = tuple  # (D, H, W)
+
+IN, OUT, WEIGHT, BATCH = "in", "out", "weight", "batch"  # argument roles
 
 
 def cblocks(c: int) -> int:
@@ -28,8 +38,98 @@ def cblocks(c: int) -> int:
 
 
 @dataclass(frozen=True)
+class Expect:
+    """What a kernel reads or writes through one tensor argument: `c` channels over `spatial`
+    positions per sample, in `layout`; for blocked tensors, a slice of `cb_total` channel
+    blocks starting at block `cb_off` (0: the whole tensor)."""
+
+    c: int
+    spatial: int
+    layout: str = "blocked"
+    cb_total: int = 0
+    cb_off: int = 0
+
+
+class Kernel:
+    """Base of the descriptors: the argument list and what is written where."""
+
+    ARGS: ClassVar[tuple[tuple[str, str], ...]] = ()  # (name, role) in native order
+
+    @property
+    def args(self) -> tuple[tuple[str, str], ...]:
+        return self.ARGS
+
+    def expects(self) -> dict[str, Expect]:
+        """Per tensor argument, what the kernel reads or writes there."""
+        return {}
+
+    def items(self) -> int:
+        """Work items per sample (per `unit` samples)."""
+        raise NotImplementedError
+
+    unit: ClassVar[int] = 1  # samples that share one group of work items
+
+
+# ---- epilogue operations, applied in registers in order ----------------------
+
+@dataclass(frozen=True)
+class Act:
+    """A pointwise layer: x = layer.vector(m, x)."""
+
+    layer: Any
+
+    @property
+    def label(self) -> str:
+        return self.layer.kind
+
+
+@dataclass(frozen=True)
+class Residual:
+    """x = layer.combine(m, x, r) with r read from the residual tensor at the same position."""
+
+    layer: Any
+
+    @property
+    def label(self) -> str:
+        return self.layer.kind
+
+
+@dataclass(frozen=True)
+class ScaleShift:
+    """x = x * scale[c] + shift[c] (a batchnorm that could not fold), from the affine argument."""
+
+    kind: str = "batchnorm"
+
+    @property
+    def label(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """What happens to a conv/linear result in registers: bias, then `ops` in order
+    (at most one Residual and one ScaleShift)."""
+
+    bias: bool = True
+    ops: tuple = ()
+
+    @property
+    def residual(self) -> Residual | None:
+        return next((o for o in self.ops if isinstance(o, Residual)), None)
+
+    @property
+    def affine(self) -> bool:
+        return any(isinstance(o, ScaleShift) for o in self.ops)
+
+    def name_parts(self) -> list[str]:
+        return [o.label for o in self.ops]
+
+
+# ---- pooling geometry (fused into a conv, or run alone) ----------------------
+
+@dataclass(frozen=True)
 class Pool:
-    """A pooling window on a conv's output, fused into its epilogue (or run alone)."""
+    """A pooling window on (D, H, W)."""
 
     kind: str  # "max" | "avg"
     kernel: Dims
@@ -40,40 +140,37 @@ class Pool:
     out: Dims  # pooled spatial size, ceil_mode already resolved
     counts: tuple = ()  # avg: per dim (D, H, W), the divisor of each output position (the layer's rule)
 
+    @classmethod
+    def of(cls, lowering) -> Pool:
+        """From a layer's WindowReduce lowering."""
+        w = lowering.window.as3d()
+        counts = ()
+        if lowering.reduce == "avg":
+            counts = ((1,),) * (3 - lowering.window.nd) + tuple(lowering.divisors)
+        return cls(lowering.reduce, w.kernel, w.stride, w.dilation, w.pad_lo, w.pad_hi, w.out, counts)
+
     def divisors(self) -> list[list[float]]:
         """Per dim, 1/count for each output position (avg pool)."""
         return [[1.0 / c for c in t] for t in self.counts]
 
 
+# ---- schedules: how a kernel is tiled, chosen once per kernel for a target ------
+
 @dataclass(frozen=True)
-class Epilogue:
-    """What happens to a conv/linear result in registers, in order:
-    bias, `pre` activations, + residual, `post` activations, per-channel affine."""
+class ConvSchedule:
+    """V output-channel vectors x Tp pooled pixels per register tile, within `budget`
+    accumulator vectors (the target's registers)."""
 
-    bias: bool = True
-    pre: tuple = ()  # ((kind, alpha), ...)
-    residual: bool = False
-    post: tuple = ()
-    affine: bool = False  # y = y * scale[c] + shift[c] (a batchnorm that could not fold)
-
-    def name_parts(self) -> list[str]:
-        parts = [k for k, _ in self.pre]
-        if self.residual:
-            parts.append("add")
-        parts += [k for k, _ in self.post]
-        if self.affine:
-            parts.append("batchnorm")
-        return parts
+    v: int
+    tp: int
+    budget: int
 
 
 @dataclass(frozen=True)
-class ConvKernel:
+class ConvKernel(Kernel):
     """One fused convolution: conv + epilogue + optional pool, writing a channel
-    slice of a blocked output tensor.
-
-    Args of the native function: [input, packed weights, bias, residual, output,
-    affine, batch size], unused ones null. Work items: (oc group, n, pooled d, pooled h).
-    """
+    slice of a blocked output tensor (or the user's plain output).
+    Work items: (oc group, n, pooled d, pooled h)."""
 
     nd: int  # spatial dims of the original layer (1, 2 or 3), for the name only
     cin: int
@@ -92,6 +189,20 @@ class ConvKernel:
     out_cblock_offset: int = 0  # where this conv's channels start in it (concat in place)
     res_cblocks: int = 0  # channel blocks of the residual tensor (0: this conv's own)
     out_plain: bool = False  # write the user's (N, C, *spatial) output directly (no pool allowed)
+    schedule: ConvSchedule | None = None
+
+    ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("residual", IN), ("output", OUT),
+            ("affine", WEIGHT), ("batch", BATCH))
+
+    def expects(self):
+        sp = math.prod(self.in_dims)
+        out = {"input": Expect(self.cin, sp, "plain" if self.in_plain else "blocked"),
+               "output": (Expect(self.cout, math.prod(self.pooled), "plain") if self.out_plain else
+                          Expect(self.cout, math.prod(self.pooled), "blocked", self.dst_cblocks,
+                                 self.out_cblock_offset))}
+        if self.epilogue.residual:
+            out["residual"] = Expect(self.cout, math.prod(self.out_dims), "blocked", self.res_cblocks or self.ob)
+        return out
 
     # ---- derived geometry ----
     @property
@@ -140,8 +251,9 @@ class ConvKernel:
         """Deterministic kernel name from what is fused.
 
         >>> p = Pool("max", (1, 2, 2), (1, 2, 2), (1, 1, 1), (0, 0, 0), (0, 0, 0), (1, 14, 14))
+        >>> from cnngraph.layers import make
         >>> ConvKernel(2, 1, (1, 32, 32), True, 6, 1, (1, 5, 5), (1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 28, 28),
-        ...            Epilogue(pre=(("relu", 0.0),)), p).name
+        ...            Epilogue(ops=(Act(make("relu")),)), p).name
         'fused_conv2d_relu_maxpool2d'
         """
         parts = ["fused", f"{'dwconv' if self.depthwise else 'conv'}{self.nd}d", *self.epilogue.name_parts()]
@@ -150,35 +262,7 @@ class ConvKernel:
         return "_".join(parts)
 
     def items(self) -> int:
-        """Work items per sample."""
-        return (self.ob // self.tiling()[0]) * self.pooled[0] * self.pooled[1]
-
-    def tiling(self) -> tuple[int, int]:
-        """(V, Tp): output-channel vectors and pooled output pixels per register tile.
-
-        At most 24 accumulators, T conv pixels x V vectors: with the weights and the
-        broadcast input that leaves room in the 32 zmm registers for the loads LLVM
-        schedules early (28 spilled). The cost is the FMAs per output (conv pixels
-        an overlapping pool window makes neighbouring tiles compute twice) times a
-        load term, (T + V) / (T * V) loads per FMA, that picks V = 4 over V = 2 on
-        56x56 and 224x224 layers as measured.
-        """
-        lo, hi = self.fast_range()
-        width = max(hi - lo, 1)
-        if self.depthwise:
-            return 1, max(tp for tp in range(1, min(width, 24) + 1) if self.tile_pixels(tp) <= 24)
-        best = None
-        for v in (4, 3, 2, 1):
-            if self.ob_per_group % v:
-                continue
-            tp = max(tp for tp in range(1, min(width, 24) + 1) if self.tile_pixels(tp) * v <= 24 or tp == 1)
-            t = self.tile_pixels(tp)
-            stride = self.pool.stride[2] if self.pool else 1
-            recompute = max(t / (tp * stride), 1.0)
-            cost = recompute * (1 + 0.5 * (t + v) / (t * v))
-            if best is None or cost < best[0]:
-                best = (cost, v, tp)
-        return best[1], best[2]
+        return (self.ob // self.schedule.v) * self.pooled[0] * self.pooled[1]
 
     def fast_range(self) -> tuple[int, int]:
         """Pooled W positions whose whole window reads only in-bounds input (no checks needed)."""
@@ -196,7 +280,8 @@ class ConvKernel:
 
     def max_tile(self, v: int) -> int:
         """Most pooled pixels a tile of v vectors can hold."""
-        return max([tp for tp in range(1, 25) if self.tile_pixels(tp) * v <= 24] or [1])
+        budget = self.schedule.budget
+        return max([tp for tp in range(1, budget + 1) if self.tile_pixels(tp) * v <= budget] or [1])
 
     def tile_pixels(self, tp: int) -> int:
         """Distinct conv pixels along W under tp adjacent pooled pixels."""
@@ -207,133 +292,170 @@ class ConvKernel:
 
     def macs(self) -> int:
         """Multiply-accumulates per sample."""
-        k = self.kernel[0] * self.kernel[1] * self.kernel[2]
-        o = self.out_dims[0] * self.out_dims[1] * self.out_dims[2]
-        return o * self.cout * (self.cin // self.groups) * k
+        return math.prod(self.out_dims) * self.cout * (self.cin // self.groups) * math.prod(self.kernel)
 
 
 # ---- the other kernels: simple loops, vectorised over the 16-channel block ----
 
 @dataclass(frozen=True)
-class Reorder:
-    """Layout change of a (C, D, H, W) tensor: "to_blocked" (plain user input ->
-    blocked), "from_blocked" (blocked -> the user's plain output) or "flatten"
-    (blocked -> blocked flat vector, PyTorch's channel-major order).
-    Args: [input, output]. Work items: (n, channel block), for flatten (n, output block)."""
+class Reorder(Kernel):
+    """Layout change of a (C, D, H, W) tensor: "to_blocked" (plain -> blocked), "from_blocked"
+    (blocked -> the user's plain output) or "flatten" (blocked -> blocked flat vector, PyTorch's
+    channel-major order). Work items: (n, channel block), for flatten (n, output block)."""
 
     kind: str
     c: int
     dims: Dims
 
+    ARGS = (("input", IN), ("output", OUT))
+
     @property
     def name(self) -> str:
         return self.kind
 
+    def expects(self):
+        sp = math.prod(self.dims)
+        if self.kind == "to_blocked":
+            return {"input": Expect(self.c, sp, "plain"), "output": Expect(self.c, sp)}
+        if self.kind == "from_blocked":
+            return {"input": Expect(self.c, sp), "output": Expect(self.c, sp, "plain")}
+        return {"input": Expect(self.c, sp), "output": Expect(self.c * sp, 1)}
+
     def items(self) -> int:
-        spatial = self.dims[0] * self.dims[1] * self.dims[2]
         if self.kind == "flatten":
-            return cblocks(self.c * spatial)
+            return cblocks(self.c * math.prod(self.dims))
         return cblocks(self.c)
 
 
 @dataclass(frozen=True)
-class PoolOp:
+class PoolOp(Kernel):
     """Standalone max/avg pooling (also global pools) on a blocked tensor.
-    Args: [input, output]. Work items: (n, channel block, pooled d, pooled h)."""
+    Work items: (n, channel block, pooled d, pooled h)."""
 
     c: int
     in_dims: Dims
     pool: Pool
 
+    ARGS = (("input", IN), ("output", OUT))
+
     @property
     def name(self) -> str:
         return f"{self.pool.kind}pool"
+
+    def expects(self):
+        return {"input": Expect(self.c, math.prod(self.in_dims)), "output": Expect(self.c, math.prod(self.pool.out))}
 
     def items(self) -> int:
         return cblocks(self.c) * self.pool.out[0] * self.pool.out[1]
 
 
 @dataclass(frozen=True)
-class Eltwise:
-    """y = acts(x0 + x1 + ...) over `size` stored floats per sample (any layout).
-    Args: [output, x0, x1, ...]. Work items: (n, chunk of CHUNK floats)."""
+class Eltwise(Kernel):
+    """y = acts(combine(x0, x1, ...)) over `c` channels x `spatial` positions of blocked tensors
+    (whole blocks, padding lanes included). Work items: (n, chunk of CHUNK floats)."""
 
     n_inputs: int
-    size: int
-    acts: tuple = ()
+    c: int
+    spatial: int
+    acts: tuple = ()  # Act, in order
+    merge: Any = None  # the layer whose `combine` joins the inputs (n_inputs > 1)
 
     CHUNK = 4096
 
     @property
+    def args(self):
+        return (("output", OUT),) + tuple((f"input{i}", IN) for i in range(self.n_inputs))
+
+    @property
+    def size(self) -> int:
+        return cblocks(self.c) * VL * self.spatial
+
+    @property
     def name(self) -> str:
-        return "_".join((["add"] if self.n_inputs > 1 else []) + [k for k, _ in self.acts]) or "copy"
+        parts = ([self.merge.kind] if self.merge is not None else []) + [a.label for a in self.acts]
+        return "_".join(parts) or "copy"
+
+    def expects(self):
+        e = Expect(self.c, self.spatial)
+        return {name: e for name, _ in self.args}
 
     def items(self) -> int:
         return -(-self.size // self.CHUNK)
 
 
 @dataclass(frozen=True)
-class Affine:
+class Affine(Kernel):
     """y = x * scale[c] + shift[c] on a blocked tensor (a batchnorm nothing folded).
-    Args: [input, output, scale|shift]. Work items: (n, channel block)."""
+    Work items: (n, channel block)."""
 
     c: int
     spatial: int
 
+    ARGS = (("input", IN), ("output", OUT), ("affine", WEIGHT))
+
     @property
     def name(self) -> str:
         return "batchnorm"
+
+    def expects(self):
+        return {"input": Expect(self.c, self.spatial), "output": Expect(self.c, self.spatial)}
 
     def items(self) -> int:
         return cblocks(self.c)
 
 
 @dataclass(frozen=True)
-class LinearKernel:
+class LinearKernel(Kernel):
     """y = epilogue(W x + b), x a stored (blocked) vector of `fin` floats, weights
     packed [output block][fin][16]. Up to NB samples share each weight load.
-    Args: [input, weights, bias, output, batch size]. Work items: (group of NB samples, output block),
-    so there are `items()` per NB samples, not per sample."""
+    Work items: (group of NB samples, output block)."""
 
     fin: int
     cout: int
     epilogue: Epilogue = field(default_factory=Epilogue)
+    in_c: int = 0  # the input tensor's channels (fin rounds them up to whole blocks)
+    in_spatial: int = 1
 
     NB = 4
+    unit = NB
+    ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("output", OUT), ("batch", BATCH))
 
     @property
     def name(self) -> str:
         return "_".join(["fused_linear"] + self.epilogue.name_parts())
+
+    def expects(self):
+        return {"input": Expect(self.in_c, self.in_spatial), "output": Expect(self.cout, 1)}
 
     def items(self) -> int:
         return cblocks(self.cout)
 
 
 @dataclass(frozen=True)
-class ChannelOp:
-    """Per-position ops across channels on a blocked tensor: "softmax" or "lrn".
-    Args: [input, output]. Work items: (n, spatial position)."""
+class ChannelOp(Kernel):
+    """Per-position statistics across channels, then a per-channel result (the layer's
+    ChannelReduction: softmax, LRN, ...) on a blocked tensor. Work items: (n, spatial position)."""
 
-    kind: str
+    layer: Any
     c: int
     spatial: int
-    size: int = 0
-    alpha: float = 0.0
-    beta: float = 0.0
-    k: float = 0.0
+
+    ARGS = (("input", IN), ("output", OUT))
 
     @property
     def name(self) -> str:
-        return self.kind
+        return self.layer.kind
+
+    def expects(self):
+        return {"input": Expect(self.c, self.spatial), "output": Expect(self.c, self.spatial)}
 
     def items(self) -> int:
         return self.spatial
 
 
 @dataclass(frozen=True)
-class PadOp:
-    """Constant spatial padding of a blocked tensor. Args: [input, output].
-    Work items: (n, channel block, output d, output h)."""
+class PadOp(Kernel):
+    """Constant spatial padding of a blocked tensor. Work items: (n, channel block, output d, output h)."""
 
     c: int
     in_dims: Dims
@@ -341,19 +463,23 @@ class PadOp:
     out_dims: Dims
     value: float
 
+    ARGS = (("input", IN), ("output", OUT))
+
     @property
     def name(self) -> str:
         return "pad"
+
+    def expects(self):
+        return {"input": Expect(self.c, math.prod(self.in_dims)), "output": Expect(self.c, math.prod(self.out_dims))}
 
     def items(self) -> int:
         return cblocks(self.c) * self.out_dims[0] * self.out_dims[1]
 
 
 @dataclass(frozen=True)
-class ConcatCopy:
-    """Copy a blocked tensor's channels into channels [offset, offset + c) of a
-    blocked tensor of `total` channels (concat that could not be done in place);
-    `zero_tail` also clears the destination's padding lanes. Args: [input, output].
+class ConcatCopy(Kernel):
+    """Copy a blocked tensor's channels into channels [offset, offset + c) of a blocked tensor
+    of `total` channels; `zero_tail` also clears the destination's padding lanes.
     Work items: (n, channel)."""
 
     c: int
@@ -362,20 +488,25 @@ class ConcatCopy:
     spatial: int
     zero_tail: bool
 
+    ARGS = (("input", IN), ("output", OUT))
+
     @property
     def name(self) -> str:
         return "concat"
+
+    def expects(self):
+        return {"input": Expect(self.c, self.spatial), "output": Expect(self.total, self.spatial)}
 
     def items(self) -> int:
         return self.c + (1 if self.zero_tail else 0)
 
 
 @dataclass(frozen=True)
-class PlainDWConv:
+class PlainDWConv(Kernel):
     """A depthwise conv (groups == cin == cout) reading the user's plain (N, C, *spatial)
     input and writing the user's plain output: vectorised along W, 16 output pixels
     per vector, one channel at a time, so neither layout pass is needed.
-    Args: [input, weights (C, KD*KH*KW), bias (C), output, affine (scale C | shift C), batch].
+    Weights (C, KD*KH*KW), bias (C), affine (scale C | shift C).
     Work items: (n, channel, output d, output h)."""
 
     nd: int
@@ -388,12 +519,22 @@ class PlainDWConv:
     out_dims: Dims
     epilogue: Epilogue = field(default_factory=Epilogue)
 
+    ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("output", OUT), ("affine", WEIGHT),
+            ("batch", BATCH))
+
     @property
     def name(self) -> str:
         return "_".join(["fused", f"dwconv{self.nd}d_plain", *self.epilogue.name_parts()])
 
+    def expects(self):
+        return {"input": Expect(self.c, math.prod(self.in_dims), "plain"),
+                "output": Expect(self.c, math.prod(self.out_dims), "plain")}
+
     def items(self) -> int:
         return self.c * self.out_dims[0] * self.out_dims[1]
+
+    def macs(self) -> int:
+        return math.prod(self.out_dims) * self.c * math.prod(self.kernel)
 
     def fast_chunks(self) -> tuple[int, int]:
         """[lo, hi) of 16-pixel chunks along W whose every tap is in bounds."""

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .irutil import VL
-from .kernels import ConvKernel, cblocks
+from dataclasses import replace
+
+from .kernels import VL, ConvKernel, cblocks
+from .plan import Plan, WeightArg, aligned
 
 
 def as3d(shape_tail: tuple) -> tuple:
@@ -49,7 +51,7 @@ def pack_conv(k: ConvKernel, weight: np.ndarray) -> np.ndarray:
         rows = np.arange(cout)[:, None]
         cols = (np.arange(cout) // cout_g * cin_g)[:, None] + np.arange(cin_g)[None, :]
         dense[rows, cols] = w
-    V, _ = k.tiling()
+    V = k.schedule.v
     icb = k.icb_per_group
     og = ob // V
     if not (k.aligned_groups and g > 1):  # every output group reads all input blocks
@@ -61,6 +63,17 @@ def pack_conv(k: ConvKernel, weight: np.ndarray) -> np.ndarray:
         sub = dense[o * V * VL:(o + 1) * V * VL, icb0 * ici:(icb0 + icb) * ici]
         groups.append(sub.reshape(V, VL, icb, ici, kd, kh, kw).transpose(2, 4, 5, 6, 3, 0, 1))
     return np.ascontiguousarray(np.stack(groups))
+
+
+def pack(plan: Plan) -> Plan:
+    """Plan whose weights are packed for the scheduled kernels that read them, 64-byte aligned."""
+    packed = list(plan.weights)
+    for s in plan.steps:
+        for _, a in s.args:
+            if isinstance(a, WeightArg) and packed[a.index].packer is not None:
+                packed[a.index] = replace(packed[a.index], array=packed[a.index].packer(s.kernel, packed[a.index].array),
+                                          packer=None)
+    return replace(plan, weights=tuple(aligned(w.array) for w in packed))
 
 
 def to_blocked(x: np.ndarray) -> np.ndarray:

@@ -1,26 +1,33 @@
 """Running a compiled net from Python: input checks, workspaces, threads.
 
-Packed weights are kept alive here and passed to native code through a pointer
-table. A workspace (the planned intermediate buffers for some batch size, plus
-the per-call context words and step counters) is taken from a free list for each
-call, so concurrent calls from several Python threads never share one, and a
-steady caller allocates nothing but its output. ctypes releases the GIL during
-native calls; extra native threads are persistent Python threads (shared by all
-nets) that each call `net_run` too and take work items from shared counters.
+A `CompiledNet` is immutable. Packed weights are kept alive here and passed to
+native code through a pointer table; the step table (`abi.py`) holds each step's
+kernel address and arguments. A workspace (the planned intermediate buffers for
+some batch size) is taken from a free list for each call, so concurrent calls
+from several Python threads never share one; the per-step counters are sized
+for each call's thread count. ctypes releases the GIL during native calls; extra
+native threads are persistent Python threads (shared by all nets) that each call
+`net_run` too and take work items from shared counters.
+
+Nothing reaches native code unchecked: the input is the real array (not what a
+subclass claims), converted to C-contiguous float32 of the declared shape, and
+every size is checked against the machine's memory before anything is allocated.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import threading
 
 import numpy as np
 
+from ..errors import CnnGraphError
 from . import jit
-from .emit_net import NET_RUN, SPIN_WAIT, emit_spin_wait
-from .jit import NativeLib
-from .plan import Plan, aligned_empty
+from .abi import CONTEXT, ArgKind, step_table
+from .plan import INPUT_T, OUTPUT_T, BatchArg, Plan, TensorArg, WeightArg, aligned_empty
+from .runner import NET_RUN, SPIN_WAIT
 
 _RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 MAX_THREADS = 256
@@ -28,119 +35,194 @@ MIN_MACS_PER_THREAD = 500_000  # below this a second thread costs more than it s
 SPIN_ROUNDS = 20_000  # pause instructions an idle helper spins before it sleeps (about 1 ms)
 
 
-def check_threads(threads):
+class CompileError(CnnGraphError):
+    """A network that cannot be compiled or run here (too large for this machine, ...)."""
+
+
+def memory_limit() -> int:
+    """Bytes a net may use: $CNNGRAPH_MAX_BYTES, else the machine's physical memory."""
+    env = os.environ.get("CNNGRAPH_MAX_BYTES")
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable bytes.
+
+    >>> format_bytes(3 << 30), format_bytes(1500)
+    ('3.0 GiB', '1.5 KiB')
+    """
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def check_threads(threads, what: str = "threads"):
     """None (all cores) or an int from 1 to MAX_THREADS; anything else is a ValueError."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
                                 or not 1 <= threads <= MAX_THREADS):
-        raise ValueError(f"expected threads to be None (all cores) or an integer from 1 to {MAX_THREADS}, "
+        raise ValueError(f"expected {what} to be None (all cores) or an integer from 1 to {MAX_THREADS}, "
                          f"got {threads!r}")
-    return threads
+    return None if threads is None else int(threads)
 
 
 class _Workspace:
-    def __init__(self, floats_per_sample: int, batch: int, counters: int):
+    def __init__(self, nbytes: int, batch: int):
         self.batch = batch
-        self.raw = aligned_empty(floats_per_sample * batch)
-        self.ctx = np.zeros(6, np.uint64)
-        self.counters = np.zeros(counters, np.int64)
-        self.ctx[2] = self.raw.ctypes.data
-        self.ctx[4] = self.counters.ctypes.data
-        self.ctx[5] = _WORKERS.seq_addr
-        self.ctx_addr = self.ctx.ctypes.data
+        self.raw = aligned_empty(max(nbytes, 64) // 4)
+        self.counters: dict[int, np.ndarray] = {}  # thread count -> per-step counters
 
 
 class _Workers:
     """Persistent helper threads shared by every net in the process.
 
-    run() calls fn(ctx, n, tid, nthreads) on the caller (tid 0) and on nthreads - 1 helpers.
-    The native side shares work dynamically, so a helper that wakes late is not
-    waited for: once the caller is done the run is closed, and a helper that had
-    not started yet skips it. Helpers that did start are waited for, as they may
-    still be reading the workspace.
+    run() calls fn(ctx, n, tid, nthreads) on the caller (tid 0) and on helpers 1..nthreads-1.
+    The native side shares work dynamically, so a helper that wakes late is not waited for:
+    once the caller is done the run is closed, and a helper that had not started yet skips
+    it. Helpers that did start are waited for, as they may still be reading the workspace.
+    A helper sees each run at most once (a generation number, not a count of wake-ups), so
+    nothing accumulates after a burst of calls: idle helpers spin about a millisecond, then sleep.
     """
 
     def __init__(self):
-        self._go: list[threading.Semaphore] = []
+        self._cv = threading.Condition()
         self._done = threading.Semaphore(0)
-        self._state = threading.Lock()
         self._job = None
         self._open = False
         self._entered = 0
+        self._gen = 0
+        self._helpers = 0
         self._seq = np.zeros(1, np.int64)  # bumped per run by net_run; idle helpers spin on it natively
         self.seq_addr = self._seq.ctypes.data
         self._spin = None
         self.busy = threading.Lock()  # one multi-threaded run at a time; others run on their caller
 
-    def _loop(self, i):
-        seen = 0
+    def _loop(self, tid):
+        seen_seq, seen_gen = 0, 0
         while True:
             # a Python wake-up takes ~100 us, longer than many whole runs: spin a little first
-            seen = self._spin(self._seq.ctypes.data, seen, SPIN_ROUNDS)
-            self._go[i].acquire()
-            seen = int(self._seq[0])
-            with self._state:
-                job = self._job if self._open else None
+            seen_seq = self._spin(self.seq_addr, seen_seq, SPIN_ROUNDS)
+            with self._cv:
+                while self._gen == seen_gen:
+                    self._cv.wait()
+                seen_gen = self._gen
+                job = self._job if self._open and tid < self._job[3] else None
                 if job is not None:
                     self._entered += 1
+            seen_seq = int(self._seq[0])
             if job is not None:
                 fn, ctx, n, nthreads = job
-                fn(ctx, n, i + 1, nthreads)
-                self._done.release()
+                try:
+                    fn(ctx, n, tid, nthreads)
+                finally:
+                    self._done.release()
 
     def run(self, fn, ctx, n, nthreads):
         """Call with `busy` held."""
         if self._spin is None:
             self._spin = _spin_wait()
-        while len(self._go) < nthreads - 1:
-            self._go.append(threading.Semaphore(0))
-            threading.Thread(target=self._loop, args=(len(self._go) - 1,), daemon=True,
-                             name=f"cnngraph-{len(self._go)}").start()
-        with self._state:
+        while self._helpers < nthreads - 1:
+            self._helpers += 1
+            threading.Thread(target=self._loop, args=(self._helpers,), daemon=True,
+                             name=f"cnngraph-{self._helpers}").start()
+        with self._cv:
             self._job, self._open, self._entered = (fn, ctx, n, nthreads), True, 0
-        for g in self._go[:nthreads - 1]:
-            g.release()
-        fn(ctx, n, 0, nthreads)  # bumps self._seq natively, once the GIL is released
-        with self._state:
-            self._open = False
-            entered = self._entered
-        for _ in range(entered):
-            self._done.acquire()
+            self._gen += 1
+            self._cv.notify_all()
+        try:
+            fn(ctx, n, 0, nthreads)  # bumps self._seq natively, once the GIL is released
+        finally:
+            with self._cv:
+                self._open = False
+                entered = self._entered
+            for _ in range(entered):
+                self._done.acquire()
 
 
 _WORKERS = _Workers()
-_SPIN: list = []  # keeps the spin function's machine code alive
+_KEEP: list = []  # keeps the spin function's machine code alive
 
 
 def _spin_wait():
     """The native spin_wait(word, seen, rounds), compiled (or loaded from the cache) once."""
-    lib, _ = jit.load_or_build("spin-" + jit.host_key(), lambda: [jit.compile_ir(emit_spin_wait())])
-    _SPIN.append(lib)
+    from . import runner
+    from .target import select
+    target = select()
+    key = jit.hashlib.sha256(f"spin|{jit.code_version()}|{target.key()}".encode()).hexdigest()
+    objs, _ = jit.cached_objects({key: (SPIN_WAIT, None)},
+                                 lambda jobs: [jit.compile_ir(runner.emit_spin_wait(), target) for _ in jobs])
+    lib = jit.NativeLib([objs[key]], target)
+    _KEEP.append(lib)
     return ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(lib.address(SPIN_WAIT))
 
 
-class CompiledNet:
-    """A network compiled to native code: `y = net(x)` for x of shape (N, *input_shape).
+def real_array(x) -> np.ndarray:
+    """x as a base-class ndarray: a subclass's claims about its dtype and shape are not trusted,
+    a torch tensor that requires grad is detached, anything else goes through np.asarray."""
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ndarray):
+        return np.asarray(x).view(np.ndarray)  # the memory's real descriptor, not a property's
+    if hasattr(x, "detach") and hasattr(x, "numpy"):  # torch, without importing it
+        x = x.detach().cpu().numpy()
+    try:
+        out = np.asarray(x)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ValueError(f"expected a numeric array, got {type(x).__name__}: {e}") from None
+    return out.view(np.ndarray) if type(out) is not np.ndarray else out
 
-    Attributes: `graph`, `weights` (the float32 weights it was built from),
-    `plan` (the fusion plan), `input_shape`, `output_shape`, `threads`, `cached`
-    (whether the native code came from the disk cache).
+
+class CompiledNet:
+    """A network compiled to native code: `y = net(x)` for x of shape (N, *input_shape);
+    `net(x, threads=2)` picks the thread count for one call.
+
+    Attributes (read-only): `graph`, `weights` (the float32 weights it was built from),
+    `plan`, `input_shape`, `output_shape`, `threads`, `cached` (kernels loaded from the disk
+    cache), `target`.
     """
 
-    def __init__(self, graph, weights, plan: Plan, lib: NativeLib, threads: int | None, cached: bool):
-        self.graph, self.weights, self.plan = graph, weights, plan
-        self.input_shape = tuple(graph.input_shape)
-        self.output_shape = tuple(graph.output_shape)
-        self.threads = check_threads(threads) or os.cpu_count() or 1
-        self.cached = cached
-        self._lib = lib  # owns the machine code
-        self._run = _RUN(lib.address(NET_RUN))
-        self._table = np.array([w.ctypes.data for w in plan.weights] or [0], np.uint64)
-        self._lock = threading.Lock()
-        self._free: list[_Workspace] = []
+    __slots__ = ("graph", "weights", "plan", "input_shape", "output_shape", "threads", "cached", "poison",
+                 "target", "_lib", "_run", "_table_w", "_steps", "_lock", "_free", "_limit", "__weakref__")
+
+    def __init__(self, graph, weights, plan: Plan, lib, symbols: dict, threads: int | None, cached: bool,
+                 poison: bool = False):
+        s = object.__setattr__
+        s(self, "graph", graph)
+        s(self, "weights", weights)
+        s(self, "plan", plan)
+        s(self, "input_shape", tuple(graph.input_shape))
+        s(self, "output_shape", tuple(graph.output_shape))
+        s(self, "threads", check_threads(threads) or os.cpu_count() or 1)
+        s(self, "cached", cached)
+        s(self, "poison", bool(poison))
+        s(self, "target", plan.target)
+        s(self, "_lib", lib)  # owns the machine code
+        s(self, "_run", _RUN(lib.address(NET_RUN)))
+        for w in plan.weights:
+            w.flags.writeable = False
+        s(self, "_table_w", np.array([w.ctypes.data for w in plan.weights] or [0], np.uint64))
+        s(self, "_steps", _step_table(plan, lambda step: lib.address(symbols[step.kernel])))
+        s(self, "_lock", threading.Lock())
+        s(self, "_free", [])
+        s(self, "_limit", memory_limit())
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"a CompiledNet is immutable (cannot set '{key}'); pass threads= per call instead")
+
+    def __delattr__(self, key):
+        raise AttributeError("a CompiledNet is immutable")
 
     def __repr__(self):
         return (f"CompiledNet({self.graph.name!r}, input (N, {', '.join(map(str, self.input_shape))}), "
-                f"{len(self.plan.steps)} native steps, threads={self.threads})")
+                f"{len(self.plan.steps)} native steps, threads={self.threads}, target={self.target.name})")
 
     def check_input(self, x) -> np.ndarray:
         """x as a C-contiguous float32 array of shape (N, *input_shape), else ValueError."""
@@ -148,25 +230,30 @@ class CompiledNet:
                 and x.ndim == len(self.input_shape) + 1 and x.flags.c_contiguous):
             return x  # the common case, checked in one go
         want = "(N, " + ", ".join(map(str, self.input_shape)) + ")"
-        if not isinstance(x, np.ndarray):
-            try:
-                x = np.asarray(x)
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"expected an array of shape {want}, got {type(x).__name__}: {e}") from None
+        x = real_array(x)
         if x.dtype != np.float32:
-            if x.dtype.kind not in "fiu":
+            if x.dtype.kind not in "fiub":
                 raise ValueError(f"expected a float32 array of shape {want}, got dtype {x.dtype}")
+            if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+                raise ValueError(f"expected an input of shape {want}, got {tuple(x.shape)}")
+            self._check_batch(x.shape[0])
             x = x.astype(np.float32)
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"expected an input of shape {want}, got {tuple(x.shape)}")
         return np.ascontiguousarray(x)
+
+    def _check_batch(self, n: int):
+        need = n * (self.plan.workspace + 4 * (math.prod(self.output_shape) + math.prod(self.input_shape)))
+        if need > self._limit:
+            raise ValueError(f"a batch of {n} needs {format_bytes(need)} ({need:,} bytes) of buffers, more than "
+                             f"the {format_bytes(self._limit)} this machine allows; run smaller batches")
 
     def _acquire(self, n: int) -> _Workspace:
         with self._lock:
             for i, ws in enumerate(self._free):
                 if ws.batch >= n:
                     return self._free.pop(i)
-        return _Workspace(self.plan.workspace, n, len(self.plan.steps) * (self.threads + 1))
+        return _Workspace(self.plan.workspace * n, n)
 
     def _release(self, ws: _Workspace):
         with self._lock:
@@ -175,33 +262,55 @@ class CompiledNet:
                 self._free.sort(key=lambda w: -w.batch)
                 del self._free[4:]
 
-    def threads_for(self, n: int) -> int:
-        """Threads worth using for a batch of n."""
-        return max(1, min(self.threads, (self.plan.macs * n) // MIN_MACS_PER_THREAD))
+    def threads_for(self, n: int, threads: int | None = None) -> int:
+        """Threads worth using for a batch of n (at most `threads`, default the net's)."""
+        cap = threads or self.threads
+        return max(1, min(cap, (self.plan.macs * n) // MIN_MACS_PER_THREAD))
 
-    def __call__(self, x) -> np.ndarray:
+    def __call__(self, x, threads: int | None = None) -> np.ndarray:
+        check_threads(threads)
         x = self.check_input(x)
         n = x.shape[0]
+        self._check_batch(n)
         out = np.empty((n, *self.output_shape), np.float32)
         if n == 0:
             return out
         ws = self._acquire(n)
         try:
-            ws.ctx[0] = x.ctypes.data
-            ws.ctx[1] = out.ctypes.data
-            ws.ctx[3] = self._table.ctypes.data
-            nthreads = self.threads_for(n)
+            if self.poison:  # unwritten outputs and buffers show up as NaN
+                out.fill(np.nan)
+                ws.raw.fill(np.nan)
+            nthreads = self.threads_for(n, threads)
+            ctx = self._context(x, out, ws, nthreads)
             if nthreads > 1 and _WORKERS.busy.acquire(blocking=False):
                 try:
-                    ws.counters[:] = 0
-                    _WORKERS.run(self._run, ws.ctx_addr, n, nthreads)
+                    _WORKERS.run(self._run, ctx.ctypes.data, n, nthreads)
                 finally:
                     _WORKERS.busy.release()
             else:
-                self._run(ws.ctx_addr, n, 0, 1)
+                ctx[CONTEXT.index("counters")] = 0
+                self._run(ctx.ctypes.data, n, 0, 1)
         finally:
             self._release(ws)
         return out
+
+    def _context(self, x, out, ws, nthreads) -> np.ndarray:
+        ctx = np.zeros(CONTEXT.words, np.uint64)
+        ctx[CONTEXT.index("input")] = x.ctypes.data
+        ctx[CONTEXT.index("output")] = out.ctypes.data
+        ctx[CONTEXT.index("workspace")] = ws.raw.ctypes.data
+        ctx[CONTEXT.index("weights")] = self._table_w.ctypes.data
+        ctx[CONTEXT.index("steps")] = self._steps.ctypes.data
+        ctx[CONTEXT.index("nsteps")] = self._steps.shape[0]
+        ctx[CONTEXT.index("step_words")] = self._steps.shape[1]
+        ctx[CONTEXT.index("run_seq")] = _WORKERS.seq_addr
+        if nthreads > 1:
+            counters = ws.counters.get(nthreads)
+            if counters is None:
+                counters = ws.counters[nthreads] = np.zeros(len(self.plan.steps) * (nthreads + 1), np.int64)
+            counters[:] = 0
+            ctx[CONTEXT.index("counters")] = counters.ctypes.data
+        return ctx
 
     @property
     def macs(self) -> int:
@@ -211,4 +320,43 @@ class CompiledNet:
     @property
     def workspace_bytes(self) -> int:
         """Intermediate memory per sample after liveness-based reuse."""
-        return 4 * self.plan.workspace
+        return self.plan.workspace
+
+    def summary(self) -> str:
+        """The kernels and what each covers, one line per distinct kernel."""
+        from collections import Counter
+        counts = Counter(s.name for s in self.plan.steps)
+        lines = [f"{self!r}", f"{len(counts)} distinct kernels in {len(self.plan.steps)} steps "
+                 f"({format_bytes(self.plan.workspace)} workspace per sample)"]
+        for name, k in counts.items():
+            lines.append(f"  {name}" + (f" x{k}" if k > 1 else ""))
+        return "\n".join(lines)
+
+
+def _step_table(plan: Plan, address_of) -> np.ndarray:
+    steps = []
+    max_args = max((len(s.args) for s in plan.steps), default=1)
+    for s in plan.steps:
+        args = []
+        for _, a in s.args:
+            if a is None:
+                args.append((ArgKind.NULL, 0))
+            elif isinstance(a, TensorArg):
+                # a view is passed as its root: a batch stores each root's samples one after the
+                # other, so a slice's offset is per sample and the kernel applies it (its descriptor
+                # has the slice), never the runner
+                root = plan.root(a.tensor)
+                if root.id == INPUT_T:
+                    args.append((ArgKind.INPUT, 0))
+                elif root.id == OUTPUT_T:
+                    args.append((ArgKind.OUTPUT, 0))
+                else:
+                    args.append((ArgKind.WORKSPACE, plan.offsets[root.id]))
+            elif isinstance(a, WeightArg):
+                args.append((ArgKind.WEIGHT, a.index))
+            elif isinstance(a, BatchArg):
+                args.append((ArgKind.BATCH, 0))
+            else:
+                raise CompileError(f"step {s.name}: argument {a!r} cannot be passed to native code")
+        steps.append((address_of(s), s.kernel.items(), s.kernel.unit, args))
+    return step_table(steps, max_args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Attr, Fusion, Layer, Lowered, fc_diagonal, fc_point, number
+from .lowering import Pointwise
 
 
 class _Elementwise(Layer):
@@ -15,6 +16,14 @@ class _Elementwise(Layer):
 
     def reference(self, xs, params):
         return self.apply(xs[0]).astype(xs[0].dtype, copy=False)
+
+    # ---- compiled: the same function once more, in the emitters' vector math `m` ----
+    def vector(self, m, x):
+        """y = f(x) on a vector, written with `m` (see layers/lowering.py); NaN propagates."""
+        raise NotImplementedError
+
+    def lower(self, in_shapes, params):
+        return Pointwise(self)
 
     # ---- FC view: a diagonal matrix, the slope at the given input ----
     fc_mode = "local"  # 'piecewise' where the slope is constant on regions (relu, leaky relu)
@@ -52,6 +61,9 @@ class Relu(_Elementwise):
     def apply(self, x):
         return np.maximum(x, 0)
 
+    def vector(self, m, x):
+        return m.max(x, 0.0)
+
     fc_mode = "piecewise"
 
     def slope(self, x):
@@ -65,6 +77,9 @@ class Relu6(_Elementwise):
 
     def apply(self, x):
         return np.clip(x, 0, 6)
+
+    def vector(self, m, x):
+        return m.clamp(x, 0.0, 6.0)
 
     fc_mode = "piecewise"
 
@@ -81,6 +96,9 @@ class LeakyRelu(_Elementwise):
     def apply(self, x):
         return np.where(x > 0, x, x * x.dtype.type(self.alpha))
 
+    def vector(self, m, x):
+        return m.select(m.gt(x, 0.0), x, m.mul(x, self.alpha))
+
     fc_mode = "piecewise"
 
     def slope(self, x):
@@ -96,6 +114,11 @@ class Sigmoid(_Elementwise):
         e = np.exp(-np.abs(x))
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
+    def vector(self, m, x):
+        e = m.exp(m.neg(m.abs(x)))  # never overflows
+        d = m.div(1.0, m.add(e, 1.0))
+        return m.select(m.ge(x, 0.0), d, m.mul(e, d))
+
     def slope(self, x):
         y = self.apply(x)
         return y * (1 - y)
@@ -108,6 +131,9 @@ class Tanh(_Elementwise):
 
     def apply(self, x):
         return np.tanh(x)
+
+    def vector(self, m, x):
+        return m.tanh(x)
 
     def slope(self, x):
         return 1 - np.tanh(x) ** 2

@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import LayerError
 from .base import Fusion, Layer, Lowered, fc_csr
 from .concat import largest_rf
+from .lowering import Merge
 
 
 class Add(Layer):
@@ -27,6 +28,13 @@ class Add(Layer):
 
     def receptive_field(self, in_shapes, rfs):
         return largest_rf(rfs)
+
+    def lower(self, in_shapes, params):
+        return Merge(self)
+
+    def combine(self, m, a, b):
+        """Two operands to one, in the emitters' vector math (see layers/lowering.py)."""
+        return m.add(a, b)
 
     def reference(self, xs, params):
         y = xs[0].copy()

@@ -241,6 +241,11 @@ class Layer:
         """Non-fatal remarks (e.g. border pixels no window sees)."""
         return []
 
+    # ---- the compiler's facet: the computation as data (see layers/lowering.py) ----
+    def lower(self, in_shapes, params: dict):
+        """This layer as a lowering value the compiler evaluates (a mechanism, never a name)."""
+        raise LayerError(f"layer kind '{self.kind}' has no native lowering")
+
 
 # ---- shared helpers for windowed layers (conv, pools, pad) -----------------
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import LayerError
 from .base import Attr, Fusion, Layer, Lowered, boolean, fc_diagonal, number
+from .lowering import ChannelAffine
 
 
 class BatchNorm(Layer):
@@ -49,6 +50,9 @@ class BatchNorm(Layer):
         if self.affine:
             shift = shift + params["bias"].astype(dtype)
         return scale, shift
+
+    def lower(self, in_shapes, params):
+        return ChannelAffine(*self.scale_shift(params))
 
     def reference(self, xs, params):
         x = xs[0]

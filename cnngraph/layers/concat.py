@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import LayerError
 from .base import Fusion, Layer, Lowered, fc_identity
+from .lowering import Concat as ConcatLowering
 
 
 class Concat(Layer):
@@ -25,6 +26,9 @@ class Concat(Layer):
 
     def receptive_field(self, in_shapes, rfs):
         return largest_rf(rfs)
+
+    def lower(self, in_shapes, params):
+        return ConcatLowering()
 
     def reference(self, xs, params):
         return np.concatenate(xs, axis=1)

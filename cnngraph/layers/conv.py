@@ -29,6 +29,8 @@ from .base import (
     window_taps,
     windows,
 )
+from .lowering import Convolution
+from ..shapes import Window
 
 
 def _groups(v):
@@ -58,6 +60,15 @@ class Conv(Layer):
         nd = spatial_input(self, in_shape)
         k, s, d = (per_dim(self, n, nd) for n in ("kernel", "stride", "dilation"))
         return nd, k, s, d, resolve_pads(self, in_shape[1:], k, s, d)
+
+    def window(self, in_shape) -> Window:
+        """The shared window geometry for this input."""
+        _, k, s, d, pads = self.geometry(in_shape)
+        return Window.of(in_shape[1:], k, s, d, pads)
+
+    def lower(self, in_shapes, params):
+        cin, cout, g = self.channels(in_shapes[0])
+        return Convolution(self.window(in_shapes[0]), cin, cout, g, params["weight"], params.get("bias"))
 
     def channels(self, in_shape) -> tuple[int, int, int]:
         """(in, out, groups) with 'depthwise' and the default `out` resolved, checked."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .base import Fusion, Layer, Lowered, fc_identity
+from .lowering import Flatten as FlattenLowering
 
 
 class Flatten(Layer):
@@ -18,6 +19,9 @@ class Flatten(Layer):
 
     def receptive_field(self, in_shapes, rfs):
         return None
+
+    def lower(self, in_shapes, params):
+        return FlattenLowering()
 
     def reference(self, xs, params):
         return xs[0].reshape(xs[0].shape[0], -1)

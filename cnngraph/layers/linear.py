@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import LayerError
 from .base import Attr, Fusion, Layer, Lowered, boolean, fan_in_bound, fc_csr, fc_index_dtype, pos_int, uniform
+from .lowering import Dense
 
 
 class Linear(Layer):
@@ -37,6 +38,9 @@ class Linear(Layer):
     def init_params(self, in_shapes, rng):
         bound = fan_in_bound(in_shapes[0][0])
         return {n: uniform(rng, bound, s) for n, s in self.param_shapes(in_shapes).items()}
+
+    def lower(self, in_shapes, params):
+        return Dense(params["weight"], params.get("bias"))
 
     def reference(self, xs, params):
         x = xs[0]

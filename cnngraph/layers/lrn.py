@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Attr, Fusion, Layer, Lowered, fc_counts_indptr, fc_csr, fc_point, number, pos_int
+from .lowering import ChannelReduction, ChannelStat
 
 
 class LRN(Layer):
@@ -22,6 +23,12 @@ class LRN(Layer):
         Attr("beta", number(0.0), 0.75),
         Attr("k", number(0.0), 1.0),
     )
+
+    def lower(self, in_shapes, params):
+        """The windowed sum of squares over neighbouring channels, then x / (k + alpha/size * sum)^beta."""
+        window = ChannelStat("sum", lambda m, x, s: m.mul(x, x), (self.size // 2, (self.size - 1) // 2),
+                             self.alpha / self.size)
+        return ChannelReduction(self, (window,), lambda m, x, s: m.div(x, m.pow(m.add(s[0], self.k), self.beta)))
 
     def reference(self, xs, params):
         x = xs[0]

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import LayerError
 from .base import Attr, Fusion, Layer, Lowered, fc_selection, number, padding, resolve_pads, spatial_input
+from .lowering import ConstantPad
 
 
 class Pad(Layer):
@@ -34,6 +35,9 @@ class Pad(Layer):
             return None
         return tuple((size, jump, start - lo * jump) for (size, jump, start), (lo, _) in
                      zip(rfs[0], self.pads(in_shapes[0])))
+
+    def lower(self, in_shapes, params):
+        return ConstantPad(self.pads(in_shapes[0]), float(self.value))
 
     def reference(self, xs, params):
         x = xs[0]

@@ -30,6 +30,8 @@ from .base import (
     window_taps,
     windows,
 )
+from ..shapes import Window
+from .lowering import WindowReduce
 
 
 class _Window(Layer):
@@ -65,6 +67,11 @@ class _Window(Layer):
     def op_name(self, in_shapes):
         return f"{self.kind}{spatial_input(self, in_shapes[0])}d"  # raises on a flat input: op = kind
 
+    def window(self, in_shape) -> Window:
+        """The shared window geometry for this input (ceil_mode resolved)."""
+        _, k, s, d, pads = self.geometry(in_shape)
+        return Window(tuple(in_shape[1:]), k, s, d, pads, self.out_spatial(in_shape))
+
     def infer_shape(self, in_shapes):
         return (in_shapes[0][0], *self.out_spatial(in_shapes[0]))
 
@@ -91,6 +98,9 @@ class MaxPool(_Window):
 
     kind = "maxpool"
     attrs = _Window.attrs + (Attr("dilation", ints(), 1),)
+
+    def lower(self, in_shapes, params):
+        return WindowReduce("max", self.window(in_shapes[0]))
 
     def reference(self, xs, params):
         xp, k, s, d, out_sp = self._padded(xs[0], -np.inf)
@@ -133,6 +143,10 @@ class AvgPool(_Window):
             counts.append(np.minimum(start + kk, b) - np.maximum(start, a))
         return counts
 
+    def lower(self, in_shapes, params):
+        counts = tuple(tuple(int(c) for c in t) for t in self.divisor_counts(in_shapes[0]))
+        return WindowReduce("avg", self.window(in_shapes[0]), counts)
+
     def divisor(self, in_shape) -> np.ndarray:
         """Per-output-position divisor, shape (1, 1, *out_spatial)."""
         div = np.ones(())
@@ -169,6 +183,15 @@ class _Global(Layer):
         nd = spatial_input(self, in_shapes[0])
         return (in_shapes[0][0],) + (1,) * nd
 
+    reduce = "max"
+
+    def lower(self, in_shapes, params):
+        """One window covering every position."""
+        sp = tuple(in_shapes[0][1:])
+        one = (1,) * len(sp)
+        w = Window(sp, sp, sp, one, ((0, 0),) * len(sp), one)
+        return WindowReduce(self.reduce, w, tuple((n,) for n in sp) if self.reduce == "avg" else ())
+
     def receptive_field(self, in_shapes, rfs):
         if rfs[0] is None:
             return None
@@ -180,6 +203,7 @@ class GlobalAvgPool(_Global):
     """`global_avgpool`: mean over all spatial positions, keeps (C, 1, ...)."""
 
     kind = "global_avgpool"
+    reduce = "avg"
 
     def reference(self, xs, params):
         x = xs[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Fusion, Layer, Lowered, fc_csr, fc_point
+from .lowering import ChannelReduction, ChannelStat
 
 
 class Softmax(Layer):
@@ -12,6 +13,12 @@ class Softmax(Layer):
 
     kind = "softmax"
     category = Fusion.OPAQUE
+
+    def lower(self, in_shapes, params):
+        """max over channels, then the sum of exp(x - max); y = exp(x - max) / sum."""
+        return ChannelReduction(self, (ChannelStat("max", lambda m, x, s: x),
+                                       ChannelStat("sum", lambda m, x, s: m.exp(m.sub(x, s[0])))),
+                                lambda m, x, s: m.div(m.exp(m.sub(x, s[0])), s[1]))
 
     def reference(self, xs, params):
         x = xs[0]

@@ -1,0 +1,432 @@
+"""The lowering pass: fusion groups -> steps over planned tensors.
+
+Each group's first layer is asked for its lowering (a mechanism, see
+`cnngraph/layers/lowering.py`), and the mechanism picks the kernel: a convolution
+with the group's epilogue, a dense layer, a pool, an elementwise map, a channel
+reduction, a pad, a concat copy; identity layers and most flattens are views.
+
+Storage decisions made here, each safe by construction:
+- a concat is written in place (each producer writes its channel slice) only for an
+  input that a conv step writes, starts on a 16-channel boundary, appears once among
+  the concat's inputs and has no other reader; every other input is copied;
+- identity layers alias their input's tensor, so "a conv and its dropout" are one
+  tensor read twice, never two copies of which one goes unwritten;
+- the output is written by the last step directly where its layout allows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from types import MappingProxyType
+
+import numpy as np
+
+from ..errors import CnnGraphError
+from ..layers.base import Fusion
+from ..layers.lowering import (
+    ChannelAffine,
+    ChannelReduction,
+    Concat,
+    ConstantPad,
+    Convolution,
+    Dense,
+    Flatten,
+    Identity,
+    Merge,
+    Pointwise,
+    WindowReduce,
+)
+from ..spec import INPUT
+from .kernels import (
+    VL,
+    Act,
+    Affine,
+    ChannelOp,
+    ConcatCopy,
+    ConvKernel,
+    Eltwise,
+    Epilogue,
+    LinearKernel,
+    PadOp,
+    PlainDWConv,
+    Pool,
+    PoolOp,
+    Reorder,
+    Residual,
+    ScaleShift,
+    cblocks,
+)
+from .pack import as3d, pack_conv, pad_channels
+from .plan import INPUT_T, OUTPUT_T, BatchArg, PendingWeight, Plan, Step, Tensor, TensorArg, WeightArg
+
+
+class CompilerBug(CnnGraphError):
+    """A plan the compiler should never have produced (please report it)."""
+
+
+class _Lowerer:
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.g = plan.graph
+        self.w = plan.raw_weights
+        shape = self.g.input_shape
+        self.tensors: dict[int, Tensor] = {INPUT_T: Tensor(INPUT_T, shape[0], as3d(shape[1:]), "plain")}
+        self.values: dict[str, int] = {INPUT: INPUT_T}
+        self.steps: list[Step] = []
+        self.weights: list[PendingWeight] = []
+        self.macs = 0
+        self.names: dict = {}  # kernel descriptor -> display name
+        self.name_count: dict = {}
+        self.blocked_input: int | None = None
+        self.group_of = {n: g for g in plan.groups for n in g.nodes}
+        self.readers: dict[str, list] = {}
+        for g in plan.groups:
+            for n in g.nodes:
+                for i in self.g.node(n).inputs:
+                    self.readers.setdefault(i, []).append(n)
+        self.inplace = self.inplace_concats()
+
+    # ---- bookkeeping ----
+    def new_tensor(self, c, dims, **kw) -> int:
+        tid = max(*self.tensors, OUTPUT_T) + 1
+        self.tensors[tid] = Tensor(tid, c, tuple(dims), **kw)
+        return tid
+
+    def weight(self, arr, packer=None) -> WeightArg:
+        self.weights.append(PendingWeight(np.asarray(arr), packer))
+        return WeightArg(len(self.weights) - 1)
+
+    def display_name(self, kernel) -> str:
+        if kernel not in self.names:
+            base = kernel.name
+            n = self.name_count.get(base, 0)
+            self.name_count[base] = n + 1
+            self.names[kernel] = base if n == 0 else f"{base}_{n}"
+        return self.names[kernel]
+
+    def forget_name(self, kernel):
+        """Free the display name of the last step's kernel when nothing else uses it."""
+        if any(s.kernel == kernel for s in self.steps[:-1]):
+            return
+        base, n = kernel.name, self.name_count[kernel.name] - 1
+        if self.names.get(kernel) == (base if n == 0 else f"{base}_{n}"):
+            del self.names[kernel]
+            self.name_count[base] = n
+
+    def step(self, kernel, nodes, **args):
+        unknown = set(args) - {n for n, _ in kernel.args}
+        if unknown:
+            raise CompilerBug(f"{kernel.name}: no arguments named {sorted(unknown)}")
+        ordered = tuple((n, args.get(n)) for n, _ in kernel.args)
+        self.steps.append(Step(kernel, self.display_name(kernel), tuple(nodes), ordered))
+
+    def params(self, node) -> dict:
+        return {p: self.w[f"{node.name}.{p}"] for p in (*node.params, *node.buffers)}
+
+    def lowering(self, node):
+        return node.layer.lower(list(node.in_shapes), self.params(node))
+
+    def blocked(self, name) -> int:
+        """The tensor of value `name` in blocked layout (converting the user's input once)."""
+        tid = self.values[name]
+        if self.tensors[tid].layout == "blocked":
+            return tid
+        if tid != INPUT_T:
+            raise CompilerBug(f"value '{name}' is plain but not the input")
+        if self.blocked_input is None:
+            t = self.tensors[INPUT_T]
+            self.blocked_input = self.new_tensor(t.c, t.dims)
+            self.step(Reorder("to_blocked", t.c, t.dims), [INPUT], input=TensorArg(INPUT_T),
+                      output=TensorArg(self.blocked_input))
+        return self.blocked_input
+
+    def whole(self, tid, who) -> int:
+        t = self.tensors[tid]
+        if t.root is not None:
+            raise CompilerBug(f"{who} reads a view of tensor {t.root}")
+        return tid
+
+    # ---- storage decisions ----
+    def inplace_concats(self) -> dict[str, tuple[str, int]]:
+        """value -> (concat node, channel offset) for the inputs a conv step writes in place."""
+        out = {}
+        for g in self.plan.groups:
+            node = self.g.node(g.nodes[0])
+            if node.layer.category is not Fusion.CONCAT:
+                continue
+            offs = np.cumsum([0] + [s[0] for s in node.in_shapes])[:-1]
+            for v, off in zip(node.inputs, offs):
+                prod = self.group_of.get(v)
+                if (off % VL == 0 and node.inputs.count(v) == 1 and self.readers.get(v) == [node.name]
+                        and v != self.g.output and prod is not None and prod.out == v
+                        and self.g.node(prod.nodes[0]).layer.category is Fusion.ANCHOR
+                        and len(self.g.node(prod.nodes[0]).in_shapes[0]) > 1):
+                    out[v] = (node.name, int(off))
+        return out
+
+    def output_for(self, value, c, dims) -> int:
+        """Where the step producing `value` writes: its slice of an in-place concat, else a new tensor."""
+        if value in self.inplace:
+            cname, off = self.inplace[value]
+            if cname not in self.values:
+                cnode = self.g.node(cname)
+                self.values[cname] = self.new_tensor(cnode.out_shape[0], as3d(cnode.out_shape[1:]))
+            root = self.tensors[self.values[cname]]
+            return self.new_tensor(c, dims, root=root.id, cb_off=off // VL, cb_total=cblocks(root.c))
+        return self.new_tensor(c, dims)
+
+    # ---- the pass ----
+    def run(self) -> Plan:
+        for g in self.plan.groups:
+            node = self.g.node(g.nodes[0])
+            low = self.lowering(node)
+            handler = {Convolution: self.conv, Dense: self.dense, Identity: self.identity, Flatten: self.flatten,
+                       Concat: self.concat, Pointwise: self.eltwise, Merge: self.eltwise,
+                       WindowReduce: self.pool, ChannelAffine: self.affine, ChannelReduction: self.channel,
+                       ConstantPad: self.pad}.get(type(low))
+            if handler is None:
+                raise CompilerBug(f"no kernel for the lowering {type(low).__name__} of layer '{node.name}'")
+            handler(g, node, low)
+        self.finish()
+        return replace(self.plan, tensors=MappingProxyType(dict(self.tensors)),
+                       values=MappingProxyType(dict(self.values)), steps=tuple(self.steps),
+                       weights=tuple(self.weights), macs=self.macs)
+
+    def epilogue_of(self, group, is_conv):
+        """Walk the absorbed nodes: folds (into weight and bias), epilogue ops, the residual, the pool."""
+        folds, ops, residual, pool, affine = [], [], None, None, None
+        for name in group.nodes[1:]:
+            node = self.g.node(name)
+            low = self.lowering(node)
+            if isinstance(low, ChannelAffine):
+                if ops:
+                    ops.append(ScaleShift(node.kind))
+                    affine = low
+                else:
+                    folds.append(low)
+            elif isinstance(low, Pointwise):
+                ops.append(Act(low.layer))
+            elif isinstance(low, Merge):
+                other = node.inputs[1] if node.inputs[0] == self.prev(group, name) else node.inputs[0]
+                ops.append(Residual(low.layer))
+                residual = other
+            elif isinstance(low, WindowReduce):
+                pool = Pool.of(low)
+            elif not isinstance(low, Identity):
+                raise CompilerBug(f"'{name}' ({node.op}) cannot be part of a fused kernel")
+        return folds, tuple(ops), residual, pool, affine
+
+    def prev(self, group, name):
+        return group.nodes[group.nodes.index(name) - 1]
+
+    def conv(self, group, node, low: Convolution):
+        w = np.asarray(low.weight, np.float32)
+        b = np.zeros(low.cout, np.float32) if low.bias is None else np.asarray(low.bias, np.float32)
+        folds, ops, residual, pool, affine = self.epilogue_of(group, True)
+        for f in folds:
+            w = w * f.scale.astype(np.float32).reshape(-1, *([1] * (w.ndim - 1)))
+            b = (b * f.scale + f.shift).astype(np.float32)
+        epilogue = Epilogue(bias=low.bias is not None or bool(folds), ops=ops)
+        win = low.window.as3d()
+        cin, cout, groups = low.cin, low.cout, low.groups
+        src = self.values[node.inputs[0]]
+        aff = (lambda: self.weight(np.concatenate([affine.scale, affine.shift]).astype(np.float32))) \
+            if affine is not None else (lambda: None)
+        if (src == INPUT_T and groups > 1 and groups == cin == cout and pool is None and residual is None
+                and group.out == self.g.output):
+            # depthwise from the user's input to the user's output: both plain, no layout passes
+            kern = PlainDWConv(low.window.nd, cin, self.tensors[src].dims, win.kernel, win.stride, win.dilation,
+                               win.pad_lo, win.out, epilogue)
+            self.tensors[OUTPUT_T] = Tensor(OUTPUT_T, cout, win.out, "plain")
+            self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(w.reshape(cout, -1)),
+                      bias=self.weight(b), output=TensorArg(OUTPUT_T), affine=aff(), batch=BatchArg())
+            self.macs += kern.macs()
+            self.values[group.out] = OUTPUT_T
+            return
+        plain = self.tensors[src].layout == "plain" and cin <= VL and groups == 1
+        if not plain:
+            src = self.whole(self.blocked(node.inputs[0]), node.name)
+        in_dims, out_dims = self.tensors[src].dims, win.out
+        conv_in, conv_out = in_dims, out_dims
+        if (not plain and pool is None and win.kernel == (1, 1, 1) and win.stride == (1, 1, 1)
+                and win.pad_lo == (0, 0, 0) and win.pad_hi == (0, 0, 0)):
+            # a pointwise conv is a GEMM over all pixels: one long row, no edges
+            conv_in = conv_out = (1, 1, math.prod(out_dims))
+        final_dims = pool.out if pool else out_dims
+        out = self.output_for(group.out, cout, final_dims)
+        res = None
+        if residual is not None:
+            res = self.whole(self.values[residual], node.name)
+        kern = ConvKernel(low.window.nd, cin, conv_in, plain, cout, groups, win.kernel, win.stride, win.dilation,
+                          win.pad_lo, conv_out, epilogue, pool, self.tensors[out].total_blocks,
+                          self.tensors[out].cb_off, self.tensors[res].total_blocks if res is not None else 0)
+        self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(w, pack_conv),
+                  bias=self.weight(pad_channels(b, cout)), residual=TensorArg(res) if res is not None else None,
+                  output=TensorArg(out),
+                  affine=self.weight(np.concatenate([pad_channels(affine.scale, cout), pad_channels(affine.shift, cout)]))
+                  if affine is not None else None, batch=BatchArg())
+        self.macs += kern.macs()
+        self.values[group.out] = out
+
+    def dense(self, group, node, low: Dense):
+        w = np.asarray(low.weight, np.float32)
+        b = np.zeros(w.shape[0], np.float32) if low.bias is None else np.asarray(low.bias, np.float32)
+        folds, ops, residual, pool, affine = self.epilogue_of(group, False)
+        if residual is not None or pool is not None or affine is not None:
+            raise CompilerBug(f"linear layer '{node.name}' fused with more than folds and activations")
+        for f in folds:
+            w = w * f.scale.astype(np.float32)[:, None]
+            b = (b * f.scale + f.shift).astype(np.float32)
+        src = self.blocked(node.inputs[0])
+        t = self.tensors[src]
+        c, dims = (t.flat_of if t.flat_of else (t.c, (1, 1, 1)))
+        S = math.prod(dims)
+        fin = cblocks(c) * S * VL
+        # storage position of flat feature f = ch * S + s in the blocked (C, S) input
+        ch, s = np.divmod(np.arange(c * S), S)
+        pos = (ch // VL) * S * VL + s * VL + ch % VL
+        cout = w.shape[0]
+        wp = np.zeros((cblocks(cout) * VL, fin), np.float32)
+        if c * S == fin:  # channels fill whole blocks and nothing is permuted
+            wp[:cout] = w if S == 1 else w.reshape(cout, cblocks(c), VL, S).transpose(0, 1, 3, 2).reshape(cout, fin)
+        else:
+            wp[:cout, pos] = w
+        wp = wp.reshape(cblocks(cout), VL, fin).transpose(0, 2, 1)
+        kern = LinearKernel(fin, cout, Epilogue(bias=True, ops=ops), c, S)
+        out = self.new_tensor(cout, (1, 1, 1))
+        self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(wp),
+                  bias=self.weight(pad_channels(b, cout)), output=TensorArg(out), batch=BatchArg())
+        self.macs += node.macs
+        self.values[group.out] = out
+
+    def identity(self, group, node, low):
+        self.values[group.out] = self.values[node.inputs[0]]
+
+    def flatten(self, group, node, low):
+        src = self.blocked(node.inputs[0])
+        t = self.tensors[src]
+        if t.flat_of or (t.spatial == 1 and t.cb_off == 0 and t.root is None):
+            self.values[node.name] = src  # (C, 1, 1, 1) blocked is already the flat blocked vector
+            return
+        readers = self.readers.get(node.name, [])
+        if node.name == self.g.output or (readers and all(
+                isinstance(self.lowering(self.g.node(r)), Dense) for r in readers)):
+            # a relabelling: linear layers read the blocked (C, S) order through permuted weights,
+            # and the output is written from it in PyTorch's (channel-major) order
+            src = self.whole(src, node.name)  # a slice of a concat has the concat as its only reader
+            self.values[node.name] = self.new_tensor(t.c * t.spatial, (1, 1, 1), root=src, cb_total=cblocks(t.c),
+                                                     flat_of=(t.c, t.dims))
+            return
+        out = self.new_tensor(t.c * t.spatial, (1, 1, 1))
+        self.step(Reorder("flatten", t.c, t.dims), [node.name], input=TensorArg(self.whole(src, node.name)),
+                  output=TensorArg(out))
+        self.values[node.name] = out
+
+    def concat(self, group, node, low):
+        total = node.out_shape[0]
+        dims = as3d(node.out_shape[1:])
+        if node.name not in self.values:
+            self.values[node.name] = self.new_tensor(total, dims)
+        dst = self.values[node.name]
+        offs = np.cumsum([0] + [s[0] for s in node.in_shapes])[:-1]
+        copies = [(i, int(o)) for i, o in zip(node.inputs, offs) if self.inplace.get(i, (None,))[0] != node.name]
+        for j, (i, o) in enumerate(copies):
+            src = self.whole(self.blocked(i), node.name)
+            kern = ConcatCopy(self.tensors[src].c, total, o, math.prod(dims),
+                              zero_tail=j == len(copies) - 1 and total % VL != 0)
+            self.step(kern, [node.name], input=TensorArg(src), output=TensorArg(dst))
+
+    def eltwise(self, group, node, low):
+        ins = [self.whole(self.blocked(i), node.name) for i in node.inputs]
+        merge = low.layer if isinstance(low, Merge) else None
+        acts = ([] if merge else [Act(low.layer)]) + [Act(self.lowering(self.g.node(n)).layer)
+                                                      for n in group.nodes[1:]]
+        c, dims = node.out_shape[0], as3d(node.out_shape[1:])
+        out = self.new_tensor(c, dims)
+        kern = Eltwise(len(ins), c, math.prod(dims), tuple(acts), merge)
+        self.step(kern, group.nodes, output=TensorArg(out), **{f"input{i}": TensorArg(t) for i, t in enumerate(ins)})
+        self.values[group.out] = out
+
+    def pool(self, group, node, low: WindowReduce):
+        src = self.whole(self.blocked(node.inputs[0]), node.name)
+        t = self.tensors[src]
+        p = Pool.of(low)
+        out = self.new_tensor(t.c, p.out)
+        self.step(PoolOp(t.c, t.dims, p), group.nodes, input=TensorArg(src), output=TensorArg(out))
+        self.values[group.out] = out
+
+    def affine(self, group, node, low: ChannelAffine):
+        src = self.whole(self.blocked(node.inputs[0]), node.name)
+        t = self.tensors[src]
+        out = self.new_tensor(t.c, t.dims)
+        sc = np.concatenate([pad_channels(low.scale, t.c), pad_channels(low.shift, t.c)])
+        self.step(Affine(t.c, t.spatial), group.nodes, input=TensorArg(src), output=TensorArg(out),
+                  affine=self.weight(sc))
+        self.values[group.out] = out
+
+    def channel(self, group, node, low: ChannelReduction):
+        src = self.whole(self.blocked(node.inputs[0]), node.name)
+        t = self.tensors[src]
+        out = self.new_tensor(t.c, t.dims)
+        self.step(ChannelOp(low.layer, t.c, t.spatial), group.nodes, input=TensorArg(src), output=TensorArg(out))
+        self.values[group.out] = out
+
+    def pad(self, group, node, low: ConstantPad):
+        src = self.whole(self.blocked(node.inputs[0]), node.name)
+        t = self.tensors[src]
+        lo = (0,) * (3 - len(low.pads)) + tuple(p[0] for p in low.pads)
+        dims = as3d(node.out_shape[1:])
+        out = self.new_tensor(t.c, dims)
+        self.step(PadOp(t.c, t.dims, lo, dims, low.value), group.nodes, input=TensorArg(src), output=TensorArg(out))
+        self.values[group.out] = out
+
+    # ---- the user's output ----
+    def finish(self):
+        """Write the result into the user's (N, C, *spatial) array."""
+        out_shape = self.g.output_shape
+        tid = self.values[self.g.output]
+        if tid == OUTPUT_T:
+            return
+        c, dims = out_shape[0], as3d(out_shape[1:])
+        self.tensors[OUTPUT_T] = Tensor(OUTPUT_T, c, dims, "plain")
+        t = self.tensors[tid]
+        if t.flat_of:  # a relabelled flatten: the plain (N, C, S) order of its source is the flat order
+            src_c, src_dims = t.flat_of
+            self.tensors[OUTPUT_T] = Tensor(OUTPUT_T, src_c, src_dims, "plain")  # the same bytes as (N, C * S)
+            self.step(Reorder("from_blocked", src_c, src_dims), ["output"], input=TensorArg(t.root),
+                      output=TensorArg(OUTPUT_T))
+            self.values[self.g.output] = OUTPUT_T
+            return
+        if t.layout == "plain":  # the input itself
+            tid = self.blocked(self.g.output)
+            t = self.tensors[tid]
+        writers = [i for i, s in enumerate(self.steps) if tid in s.tensors("out")]
+        readers = [i for i, s in enumerate(self.steps) if tid in s.tensors("in")]
+        sole = t.root is None and len(writers) == 1 and not readers and tid != self.blocked_input
+        last = self.steps[-1] if self.steps else None
+        if sole and writers[0] == len(self.steps) - 1 and isinstance(last.kernel, ConvKernel) \
+                and last.kernel.pool is None:
+            # the last conv scatters straight into the user's array: no layout pass over the output
+            kern = replace(last.kernel, out_plain=True, out_cblocks=0, out_cblock_offset=0)
+            self.forget_name(last.kernel)
+            self.steps[-1] = replace(last, kernel=kern, name=self.display_name(kern),
+                                     args=tuple((n, TensorArg(OUTPUT_T) if n == "output" else a) for n, a in last.args))
+            del self.tensors[tid]
+        elif sole and t.spatial == 1 and t.c % VL == 0:
+            # (N, C) blocked is byte for byte the plain output: the producer writes it directly
+            self.tensors[OUTPUT_T] = Tensor(OUTPUT_T, c, dims, "blocked")
+            i = writers[0]
+            self.steps[i] = replace(self.steps[i], args=tuple(
+                (n, TensorArg(OUTPUT_T) if isinstance(a, TensorArg) and a.tensor == tid else a)
+                for n, a in self.steps[i].args))
+            del self.tensors[tid]
+        else:
+            self.step(Reorder("from_blocked", t.c, t.dims), ["output"], input=TensorArg(tid),
+                      output=TensorArg(OUTPUT_T))
+        self.values[self.g.output] = OUTPUT_T
+
+
+def lower(plan: Plan) -> Plan:
+    """Plan with steps, tensors and (unpacked) weights."""
+    return _Lowerer(plan).run()

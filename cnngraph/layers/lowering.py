@@ -1,0 +1,134 @@
+"""What a layer kind tells the compiler: its computation as data, never a name to
+dispatch on. Each layer's `lower(in_shapes, params)` returns one of these values;
+the compiler maps the *mechanism* (a window, a pointwise function, a channel
+reduction, ...) to native code, so a new kind that reuses a mechanism needs no
+compiler change.
+
+Pointwise functions are written once, against `m`, the vector math of whatever
+emitter evaluates them (a conv epilogue, a standalone elementwise kernel, later
+other precisions). `m` offers, on vectors `x` (Python numbers are splatted):
+
+    m.add m.sub m.mul m.div m.fma(a, b, c) m.neg m.abs m.min m.max m.clamp(x, lo, hi)
+    m.exp m.log m.tanh m.erf m.sqrt m.floor m.copysign(a, b) m.pow(x, scalar)
+    m.lt m.le m.gt m.ge m.isnan (masks)   m.select(mask, a, b)
+
+`min`, `max` and `clamp` propagate NaN (as PyTorch does); so must every hook.
+
+>>> from cnngraph.layers import make
+>>> make("relu").lower([(4, 5, 5)], {})
+Pointwise(layer=Relu())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..shapes import Window
+
+
+@dataclass(frozen=True)
+class Pointwise:
+    """y = layer.vector(m, x), element by element (activations). With `params`, per-channel
+    parameter vectors named there are passed too: layer.vector(m, x, p) with p[name] a vector."""
+
+    layer: Any
+    params: tuple[tuple[str, np.ndarray], ...] = field(default=(), compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Merge:
+    """y = layer.combine(m, x0, x1) folded over the inputs, element by element (same shapes)."""
+
+    layer: Any
+
+
+@dataclass(frozen=True)
+class ChannelAffine:
+    """y = x * scale[c] + shift[c] (batchnorm at inference): folded into a preceding
+    conv or linear, else applied in an epilogue or on its own."""
+
+    scale: np.ndarray = field(compare=False, hash=False)
+    shift: np.ndarray = field(compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Convolution:
+    """A windowed weighted sum over channel groups."""
+
+    window: Window
+    cin: int
+    cout: int
+    groups: int
+    weight: np.ndarray = field(compare=False, hash=False)
+    bias: np.ndarray | None = field(compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class WindowReduce:
+    """max or average over each window (pools, global pools). `divisors`: per spatial dim,
+    the divisor of each output position along it (average; the window's divisor is their product)."""
+
+    reduce: str  # "max" | "avg"
+    window: Window
+    divisors: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class Dense:
+    """y = W x + b on a flat input (linear)."""
+
+    weight: np.ndarray = field(compare=False, hash=False)
+    bias: np.ndarray | None = field(compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class ChannelStat:
+    """One statistic over the channels at each position: `reduce` ("max" or "sum") of
+    term(m, x, stats_so_far) times `scale`; over all channels, or with `window` = (before, after)
+    over the channels c - before .. c + after of each channel c (clipped to the real ones)."""
+
+    reduce: str
+    term: Callable = field(compare=False, hash=False)
+    window: tuple[int, int] | None = None
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class ChannelReduction:
+    """Per position, statistics over the channels, then y = result(m, x, stats) per channel
+    (softmax, LRN, later layer norm): one mechanism for every channel normalisation."""
+
+    layer: Any
+    stats: tuple[ChannelStat, ...] = field(compare=False, hash=False)
+    result: Callable = field(compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class ConstantPad:
+    """Spatial padding with a constant."""
+
+    pads: tuple[tuple[int, int], ...]
+    value: float
+
+
+@dataclass(frozen=True)
+class Identity:
+    """No code: the output is the input (dropout at inference)."""
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """(C, *spatial) -> (C * prod(spatial),), channel-major: a relabelling where the layout allows."""
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Concatenation along channels: each input lands in its channel slice."""
+
+
+LOWERINGS = (Pointwise, Merge, ChannelAffine, Convolution, WindowReduce, Dense, ChannelReduction, ConstantPad,
+             Identity, Flatten, Concat)

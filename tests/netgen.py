@@ -1,0 +1,226 @@
+"""Random networks for differential testing: a hypothesis strategy that writes small
+but unusual specs (every layer kind, 1D/2D/3D, odd channel counts, every padding
+form, windows that see only padding, multi-consumer values, identity layers,
+add/concat of the same value, unread layers), and the comparison every executor
+must pass against the float64 numpy reference.
+
+Used by `tests/test_fuzz.py` (a few hundred cases in CI) and `tools/fuzz.py`
+(thousands, with failures written out as regression specs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import yaml
+from hypothesis import strategies as st
+
+import cnngraph
+from cnngraph import oracle
+from cnngraph import weights as W
+
+POINTWISE = ("relu", "relu6", "leaky_relu", "sigmoid", "tanh")
+# every kind the generator can write; a test checks this covers the registry
+KINDS = ("conv", "maxpool", "avgpool", "global_avgpool", "global_maxpool", *POINTWISE, "softmax", "lrn",
+         "batchnorm", "dropout", "pad", "flatten", "linear", "add", "concat")
+
+
+def _padding(draw, nd, k):
+    """Any of the spec's padding forms, sometimes large enough that windows see only padding."""
+    form = draw(st.sampled_from(["int", "list", "pairs", "pairs", "same", "valid"]))
+    hi = max(k) + 1
+    if form == "int":
+        return draw(st.integers(0, hi))
+    if form == "list":
+        return [draw(st.integers(0, hi)) for _ in range(nd)]
+    if form == "pairs":
+        return [[draw(st.integers(0, hi)), draw(st.integers(0, hi))] for _ in range(nd)]
+    return form
+
+
+def _per_dim(draw, nd, lo, hi):
+    if draw(st.booleans()):
+        return draw(st.integers(lo, hi))
+    return [draw(st.integers(lo, hi)) for _ in range(nd)]
+
+
+def _dims(v, nd):
+    return list(v) if isinstance(v, list) else [v] * nd
+
+
+def _layer(draw, kind, shapes, recent):
+    """(attrs, inputs) for one layer of `kind`, or None when no input suits it."""
+    spatial = [n for n in recent if len(shapes[n]) >= 2]
+    flat = [n for n in recent if len(shapes[n]) == 1]
+    anyv = list(recent)
+    pick = lambda names: draw(st.sampled_from(names))  # noqa: E731
+    if kind in ("conv", "maxpool", "avgpool", "global_avgpool", "global_maxpool", "pad", "lrn"):
+        if not spatial:
+            return None
+        x = pick(spatial)
+        c, nd = shapes[x][0], len(shapes[x]) - 1
+        if kind == "conv":
+            groups = draw(st.sampled_from([1, 1, 1, "depthwise", "g"]))
+            if groups == "g":
+                divs = [g for g in range(2, c + 1) if c % g == 0]
+                groups = draw(st.sampled_from(divs)) if divs else 1
+            g = c if groups == "depthwise" else groups
+            out = g * draw(st.integers(1, max(1, 40 // g))) if groups != "depthwise" or draw(st.booleans()) else c
+            k = _per_dim(draw, nd, 1, 3)
+            attrs = {"out": out, "kernel": k, "stride": _per_dim(draw, nd, 1, 3), "dilation": _per_dim(draw, nd, 1, 2),
+                     "padding": _padding(draw, nd, _dims(k, nd)), "groups": groups, "bias": draw(st.booleans())}
+            return attrs, [x]
+        if kind in ("maxpool", "avgpool"):
+            k = _per_dim(draw, nd, 1, 3)
+            attrs = {"kernel": k, "ceil_mode": draw(st.booleans()), "padding": _padding(draw, nd, _dims(k, nd))}
+            if draw(st.booleans()):
+                attrs["stride"] = _per_dim(draw, nd, 1, 3)
+            if kind == "maxpool":
+                attrs["dilation"] = _per_dim(draw, nd, 1, 2)
+            else:
+                attrs["count_include_pad"] = draw(st.booleans())
+            return attrs, [x]
+        if kind == "pad":
+            pads = _padding(draw, nd, [1] * nd)
+            if pads == "same":
+                pads = 1
+            return {"padding": pads, "value": draw(st.sampled_from([0.0, 0.5, -2.0]))}, [x]
+        if kind == "lrn":
+            return {"size": draw(st.integers(1, 6)), "alpha": draw(st.sampled_from([1e-4, 0.1, 1.0])),
+                    "beta": draw(st.sampled_from([0.5, 0.75, 1.0])), "k": draw(st.sampled_from([1.0, 2.0]))}, [x]
+        return {}, [x]
+    if kind == "linear":
+        if not flat:
+            return None
+        return {"out": draw(st.integers(1, 40)), "bias": draw(st.booleans())}, [pick(flat)]
+    if kind == "flatten":
+        return {}, [pick(anyv)]
+    if kind in ("add", "concat"):
+        x = pick(anyv)
+        if kind == "add":
+            same = [n for n in anyv if shapes[n] == shapes[x]]
+        else:
+            same = [n for n in anyv if len(shapes[n]) == len(shapes[x]) and shapes[n][1:] == shapes[x][1:]]
+        ins = [x] + [pick(same) for _ in range(draw(st.integers(1, 2)))]  # the same value may come twice
+        return {"from": ins}, ins
+    attrs = {}
+    if kind == "leaky_relu":
+        attrs["alpha"] = draw(st.sampled_from([0.01, 0.2, 1.5]))
+    if kind == "batchnorm":
+        attrs = {"eps": draw(st.sampled_from([1e-5, 0.1])), "affine": draw(st.booleans())}
+    if kind == "dropout":
+        attrs["p"] = 0.5
+    return attrs, [pick(anyv)]
+
+
+# how often each kind is drawn: convs and pools carry most of the geometry worth testing
+WEIGHTS = {"conv": 6, "maxpool": 2, "avgpool": 2, "add": 2, "concat": 2}
+
+
+def _weighted(kinds):
+    return tuple(k for k in kinds for _ in range(WEIGHTS.get(k, 1)))
+
+
+@st.composite
+def nets(draw, max_layers: int = 8, kinds=KINDS):
+    """A random spec (YAML text). Shapes are inferred as the net grows so most specs are valid;
+    the few that are not (a window larger than its input) are for the caller to skip."""
+    nd = draw(st.integers(0, 3)) if draw(st.integers(0, 9)) == 0 else draw(st.integers(1, 3))
+    c = draw(st.sampled_from([1, 2, 3, 4, 5, 8, 16, 17, 32]))
+    size = {0: (1, 40), 1: (1, 24), 2: (1, 12), 3: (1, 6)}[nd]
+    input_shape = [c] + [draw(st.integers(*size)) for _ in range(nd)]
+    shapes = {"input": tuple(input_shape)}
+    layers = []
+    for i in range(draw(st.integers(1, max_layers))):
+        names = list(shapes)
+        recent = names[-3:] if draw(st.integers(0, 3)) else names  # mostly chains, sometimes branches
+        kind = draw(st.sampled_from(_weighted(kinds)))
+        made = _layer(draw, kind, shapes, recent)
+        if made is None:
+            continue
+        attrs, ins = made
+        name = f"l{i}"
+        attrs = {"name": name, **attrs}
+        if kind not in ("add", "concat") and ins[0] != names[-1]:
+            attrs["from"] = ins[0]
+        text = yaml.safe_dump({"input": input_shape, "layers": [*layers, {kind: attrs}]}, sort_keys=False)
+        try:
+            g = cnngraph.load(text)
+        except cnngraph.SpecError:
+            continue  # this layer does not fit here; try another
+        layers.append({kind: attrs})
+        shapes[name] = g.node(name).out_shape
+    if not layers:
+        layers.append({"dropout": {"name": "l0"}})
+    return yaml.safe_dump({"input": input_shape, "layers": layers}, sort_keys=False)
+
+
+def random_weights(graph, seed: int) -> dict:
+    """He-gain weights (the signal survives depth) and random batchnorm statistics (the
+    defaults make batchnorm an identity, which would hide folding bugs)."""
+    rng = np.random.default_rng(seed)
+    w = W.init(graph, seed=seed, gain=6 ** 0.5)
+    for node in graph.nodes:
+        if node.kind == "batchnorm":
+            c = node.in_shapes[0][0]
+            w[f"{node.name}.running_mean"] = rng.standard_normal(c).astype(np.float32) * 0.5
+            w[f"{node.name}.running_var"] = rng.uniform(0.2, 2.0, c).astype(np.float32)
+            if node.layer.affine:
+                w[f"{node.name}.weight"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+                w[f"{node.name}.bias"] = rng.standard_normal(c).astype(np.float32) * 0.5
+    return w
+
+
+def mismatch(got: np.ndarray, want: np.ndarray, tol: float = 1e-4) -> str | None:
+    """None when `got` (float32) equals the float64 reference `want` up to rounding: NaN where
+    it is NaN, the same infinities, and elsewhere |got - want| <= tol * (|want| + scale), the
+    scale being the output's largest finite magnitude. Else a one-line description."""
+    if got.shape != want.shape:
+        return f"shape {got.shape} != {want.shape}"
+    nan_g, nan_w = np.isnan(got), np.isnan(want)
+    if (nan_g != nan_w).any():
+        i = np.argwhere(nan_g != nan_w)[0]
+        return f"NaN at {tuple(i)}: got {got[tuple(i)]}, want {want[tuple(i)]}"
+    inf_w = np.isinf(want) & ~nan_w
+    if (got[inf_w] != want[inf_w]).any():
+        return "infinities differ"
+    ok = ~(nan_w | inf_w)
+    finite = np.abs(want[ok])
+    scale = float(finite.max()) if finite.size else 0.0
+    err = np.abs(got[ok].astype(np.float64) - want[ok]) - tol * (np.abs(want[ok]) + scale + 1e-6)
+    if err.size and err.max() > 0:
+        i = np.argwhere(ok)[int(err.argmax())]
+        return (f"at {tuple(i)}: got {got[tuple(i)]:.7g}, want {want[tuple(i)]:.7g} "
+                f"(output scale {scale:.3g})")
+    return None
+
+
+def check_compiled(text: str, batch: int, threads: int, seed: int = 0) -> str | None:
+    """Compile `text` and compare with the float64 reference on a random batch, and each row
+    of the batch with the same row run alone. None when all agree, else what differed."""
+    from cnngraph import compile as jit_compile
+    graph = cnngraph.load(text)
+    w = random_weights(graph, seed)
+    net = jit_compile(graph, weights=w, threads=threads, poison=True)
+    x = np.random.default_rng(seed + 1).standard_normal((batch, *graph.input_shape)).astype(np.float32)
+    want = oracle.run(graph, x.astype(np.float64), w)
+    y = net(x)
+    bad = mismatch(y, want)
+    if bad:
+        return f"batch {batch}, {threads} thread(s): {bad}"
+    for i in range(batch):
+        alone = net(x[i:i + 1])
+        if not np.allclose(alone[0], y[i], rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(y).max())),
+                           equal_nan=True):
+            return f"row {i} of a batch of {batch} differs from the same row alone ({threads} thread(s))"
+    return None
+
+
+def count_layers(text: str) -> int:
+    return len(yaml.safe_load(text)["layers"])
+
+
+def describe(text: str) -> str:
+    """The spec on one line per layer, for failure messages."""
+    return text if len(text) < 4000 else text[:4000] + f"... ({math.ceil(len(text) / 1000)} kB)"

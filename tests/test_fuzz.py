@@ -1,0 +1,104 @@
+"""Differential fuzzing: random networks (tests/netgen.py) compiled and compared with the
+float64 numpy reference, with buffers poisoned with NaN so an element no kernel writes
+shows up, at batch sizes 1..5 and 1 or 2 threads, each row of a batch also checked alone.
+
+    pytest tests/test_fuzz.py                              # the CI share (a few hundred nets)
+    pytest tests/test_fuzz.py --hypothesis-profile=long    # thousands
+    python tools/fuzz.py 5000                              # a long run that keeps going and counts
+
+Failures that were found are kept below as regression cases.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cnngraph
+from cnngraph.layers import REGISTRY
+import netgen  # tests/ is on sys.path (pytest prepends it)
+
+settings.register_profile("ci", max_examples=int(os.environ.get("CNNGRAPH_FUZZ_EXAMPLES", 250)), deadline=None,
+                          suppress_health_check=list(HealthCheck), derandomize=True)
+settings.register_profile("long", max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def test_the_generator_writes_every_layer_kind():
+    assert set(netgen.KINDS) == set(REGISTRY), "teach tests/netgen.py the new layer kind"
+
+
+@settings(settings.get_profile("ci"))
+@given(netgen.nets(), st.integers(1, 5), st.sampled_from([1, 2]))
+def test_random_nets_match_the_reference(text, batch, threads):
+    try:
+        cnngraph.load(text)
+    except cnngraph.SpecError:
+        pytest.skip("not a valid net")  # rare: the generator checks shapes as it goes
+    bad = netgen.check_compiled(text, batch, threads)
+    assert bad is None, f"{bad}\n{netgen.describe(text)}"
+
+
+# ---- regressions: nets the fuzzer found (issue 8), each a class of bug --------------
+
+REGRESSIONS = {
+    # a 1x1 conv with high-side padding: border positions see only padding (bias + activation)
+    "pointwise_conv_high_padding": """
+input: [3, 4, 5]
+layers:
+  - conv: {out: 20, kernel: 1, padding: [[0, 1], [0, 1]]}
+  - relu
+""",
+    "depthwise_1x1_padding_1d": """
+input: [4, 5]
+layers:
+  - conv: {name: l0, out: 4, kernel: 1, dilation: [2], padding: [[0, 2]], groups: depthwise, bias: false}
+  - conv: {name: l1, out: 4, kernel: 2, dilation: [2], padding: valid, groups: depthwise, bias: false}
+""",
+    # a conv and an identity of it concatenated: one tensor read twice, never a copy left unwritten
+    "concat_of_a_value_and_its_identity": """
+input: [16, 5, 3]
+layers:
+  - conv: {name: c, out: 16, kernel: 1}
+  - dropout: {name: d}
+  - concat: {from: [c, d]}
+""",
+    "concat_of_aliases_and_merges": """
+input: [16, 5, 3, 1]
+layers:
+  - relu6: {name: l0}
+  - add: {name: l1, from: [input, l0]}
+  - concat: {name: l2, from: [input, input]}
+  - dropout: {name: l3, from: input}
+  - concat: {name: l4, from: [l2, l1]}
+  - concat: {name: l5, from: [l3, l0]}
+  - batchnorm: {name: l7, eps: 0.1}
+""",
+    # a flattened output read from a blocked tensor (written in PyTorch's order)
+    "flatten_output": "input: [5, 8]\nlayers: [{flatten: {name: l0}}]",
+    # a slice of an in-place concat at a channel offset, with a batch: offsets are per sample
+    "inplace_concat_slices_with_a_batch": """
+input: [16, 9, 9]
+layers:
+  - conv: {name: a, out: 32, kernel: 3, padding: 1}
+  - conv: {name: b, from: input, out: 16, kernel: 1}
+  - maxpool: {name: p, from: input, kernel: 3, stride: 1, padding: 1}
+  - concat: {name: cat, from: [a, b, p]}
+  - relu
+""",
+    # the same value read twice by one layer and again later
+    "add_of_the_same_value": """
+input: [3, 5]
+layers: [relu, {add: {from: [relu1, relu1]}}, {add: {from: [relu1, add1]}}]
+""",
+    # a layer nothing reads is not compiled
+    "unread_layer": "input: [4, 6]\nlayers: [{conv: {name: a, out: 3, kernel: 3}}, {relu: {from: input}}]",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSIONS))
+@pytest.mark.parametrize("batch,threads", [(1, 1), (3, 2)])
+def test_regressions(name, batch, threads):
+    assert netgen.check_compiled(REGRESSIONS[name], batch, threads) is None
