@@ -47,18 +47,22 @@ def kernel_symbols(plan: Plan) -> dict:
     return out
 
 
-def _check_size(graph):
-    """Refuse, naming the bytes, a net whose weights (as packed) or buffers cannot fit."""
+def _check_size(graph, packed_copy: bool = True):
+    """Refuse, naming the bytes, a net whose weights (as given and as packed) or activations
+    cannot fit in memory: checked before anything is allocated."""
     limit = memory_limit()
     params = sum(n.n_params + n.n_buffers for n in graph.nodes)
-    need = 4 * params
+    need = 4 * params * (2 if packed_copy else 1)
     if need > limit:
-        raise CompileError(f"'{graph.name}' has {params:,} parameters ({format_bytes(need)}), more than the "
-                           f"{format_bytes(limit)} this machine allows")
+        raise CompileError(f"'{graph.name}' has {params:,} parameters: with their packed copy that is "
+                           f"{format_bytes(need)} ({need:,} bytes), more than the {format_bytes(limit)} this "
+                           f"machine allows (CNNGRAPH_MAX_BYTES)")
     act = max((math.prod(n.out_shape) for n in graph.nodes), default=0)
+    act = max(act, math.prod(graph.input_shape))
     if 4 * act * 2 > limit:
-        raise CompileError(f"'{graph.name}' has a {act:,}-element activation per sample "
-                           f"({format_bytes(4 * act)}), too large for the {format_bytes(limit)} this machine allows")
+        raise CompileError(f"'{graph.name}' has a {act:,}-element tensor per sample ({format_bytes(4 * act)}, "
+                           f"twice that with its neighbour), more than the {format_bytes(limit)} this machine "
+                           f"allows (CNNGRAPH_MAX_BYTES)")
 
 
 def compile(graph, threads: int | None = None, weights=None, seed: int = 0, poison: bool = False,

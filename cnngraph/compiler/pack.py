@@ -65,8 +65,26 @@ def pack_conv(k: ConvKernel, weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.stack(groups))
 
 
+def packed_bytes(k, name: str, array) -> int:
+    """Bytes packing argument `name` of kernel `k` allocates (its dense intermediate included)."""
+    if isinstance(k, ConvKernel) and name == "weights" and not k.depthwise:
+        cpad = k.cin if k.in_plain else cblocks(k.cin) * VL
+        return 2 * 4 * k.ob * VL * cpad * k.kernel[0] * k.kernel[1] * k.kernel[2]
+    return 2 * 4 * np.asarray(array).size
+
+
 def pack(plan: Plan) -> Plan:
-    """Plan whose weights are packed for the scheduled kernels that read them, 64-byte aligned."""
+    """Plan whose weights are packed for the scheduled kernels that read them, 64-byte aligned;
+    refused, naming the bytes, before anything is allocated where that would not fit."""
+    from .runtime import CompileError, format_bytes, memory_limit
+    need = 0
+    for s in plan.steps:
+        for name, a in s.args:
+            if isinstance(a, WeightArg):
+                need += packed_bytes(s.kernel, name, plan.weights[a.index].array)
+    if need > memory_limit():
+        raise CompileError(f"packing the weights of '{plan.graph.name}' needs {format_bytes(need)} ({need:,} bytes), "
+                           f"more than the {format_bytes(memory_limit())} this machine allows (CNNGRAPH_MAX_BYTES)")
     packed = list(plan.weights)
     for s in plan.steps:
         for _, a in s.args:

@@ -231,18 +231,15 @@ class CompiledNet:
             return x  # the common case, checked in one go
         want = "(N, " + ", ".join(map(str, self.input_shape)) + ")"
         x = real_array(x)
-        if x.dtype != np.float32:
-            if x.dtype.kind not in "fiub":
-                raise ValueError(f"expected a float32 array of shape {want}, got dtype {x.dtype}")
-            if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-                raise ValueError(f"expected an input of shape {want}, got {tuple(x.shape)}")
-            self._check_batch(x.shape[0])
-            x = x.astype(np.float32)
+        if x.dtype != np.float32 and x.dtype.kind not in "fiub":
+            raise ValueError(f"expected a float32 array of shape {want}, got dtype {x.dtype}")
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"expected an input of shape {want}, got {tuple(x.shape)}")
-        return np.ascontiguousarray(x)
+        self._check_batch(x.shape[0])  # before any conversion allocates a copy
+        return np.ascontiguousarray(x, dtype=np.float32)
 
     def _check_batch(self, n: int):
+        """Refuse a batch whose buffers (workspace, output and a converted input) exceed the memory limit."""
         need = n * (self.plan.workspace + 4 * (math.prod(self.output_shape) + math.prod(self.input_shape)))
         if need > self._limit:
             raise ValueError(f"a batch of {n} needs {format_bytes(need)} ({need:,} bytes) of buffers, more than "

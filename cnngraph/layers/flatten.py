@@ -24,7 +24,7 @@ class Flatten(Layer):
         return FlattenLowering()
 
     def reference(self, xs, params):
-        return xs[0].reshape(xs[0].shape[0], -1)
+        return xs[0].reshape(xs[0].shape[0], math.prod(xs[0].shape[1:]))  # -1 is ambiguous for a batch of 0
 
     def fc_connections(self, in_shapes) -> int:
         return math.prod(in_shapes[0])
