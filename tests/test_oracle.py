@@ -137,7 +137,7 @@ def torch_forward(kind, layer, x, params, in_shape):
     """The same layer in torch.nn.functional (float64), via the project's torch executor."""
     t = _torch()
     from cnngraph.interop.torch_exec import layer_fn
-    fn = layer_fn(layer, in_shape, {k: t.from_numpy(np.asarray(v, np.float64)) for k, v in params.items()})
+    fn = layer_fn(layer, [in_shape], {k: t.from_numpy(np.asarray(v, np.float64)) for k, v in params.items()})
     return fn(t.from_numpy(x))
 
 

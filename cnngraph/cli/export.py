@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import load
+from .. import load, onnx_weights
 from ..interop import DEFAULT_OPSET, export
 
 
@@ -19,7 +19,7 @@ def add_parser(sub):
 
 def main(args) -> int:
     graph = load(args.spec)
-    model = export(graph, args.weights, args.output, opset=args.opset, seed=args.seed, check=not args.no_check)
+    model = export(graph, onnx_weights(args.spec, args.weights), args.output, opset=args.opset, seed=args.seed, check=not args.no_check)
     n_params = sum(graph.totals()[k] for k in ("params", "buffers"))
     print(f"{args.output}: {len(model.graph.node)} ONNX nodes for {len(graph.nodes)} layers, "
           f"{n_params:,} weights, opset {args.opset}, input 'input' (N, {', '.join(map(str, graph.input_shape))})")

@@ -35,8 +35,7 @@ import numpy as np
 
 from .. import spec as _spec
 from ..errors import CnnGraphError, LayerError
-from ..layers import make
-from ..shapes import same_pads
+from ..layers import REGISTRY, make
 from ..spec import INPUT
 from .common import InteropError, require_onnx
 from .onnx_export import HINT
@@ -46,10 +45,25 @@ BATCH = 7919  # placeholder for the batch size in folded shapes: a prime no real
 MAX_CONST = 1 << 28  # elements a folded constant may have
 IDENTITY_EPS = 1e-30  # a batchnorm with mean 0, var 1 and this eps is exactly x * weight + bias
 
-SUPPORTED = ("Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Relu, Clip, LeakyRelu, Sigmoid, Tanh, "
-             "Softmax, Gemm, MatMul(+Add), Flatten, Reshape/Squeeze to flat, Concat, Add, Sum, "
-             "Add/Sub/Mul/Div by a per-channel constant, BatchNormalization, LRN, Dropout, Pad, Identity, "
-             "Cast to float, and constant subgraphs")
+INFRASTRUCTURE = ("Identity", "Cast", "Shape", "Size")  # operators that are no layer (aliases, shape arithmetic)
+
+
+def _handlers() -> dict:
+    """ONNX operator -> the `from_onnx` of every layer kind that imports it, in registry order."""
+    out: dict[str, list] = {}
+    for cls in REGISTRY.values():
+        for op in cls.onnx_imports:
+            out.setdefault(op, []).append(cls.from_onnx)
+    return out
+
+
+def _patterns() -> list:
+    return [getattr(cls, name) for cls in REGISTRY.values() for name in cls.onnx_patterns]
+
+
+def supported() -> str:
+    """The ONNX operators cnngraph imports on activations (constant subgraphs fold whatever ONNX runs)."""
+    return ", ".join(sorted(set(_handlers()) | set(INFRASTRUCTURE))) + ", and constant subgraphs"
 
 
 @dataclass(frozen=True)
@@ -283,7 +297,7 @@ class _Importer:
         for node in self.g.node:
             if node.domain not in ("", "ai.onnx"):
                 raise self.fail(node, f"operator '{node.op_type}' of domain '{node.domain}' is not supported "
-                                f"(cnngraph imports {SUPPORTED})")
+                                f"(cnngraph imports {supported()})")
             for i in node.input:
                 if i and i not in self.live and i not in self.const and i not in self.pending:
                     raise self.fail(node, f"input '{i}' is not produced before this node "
@@ -294,16 +308,12 @@ class _Importer:
             elif node.op_type == "Size" and ins and ins[0] in self.live:
                 self.const[node.output[0]] = np.array(BATCH * math.prod(self.live[ins[0]].shape), np.int64)
                 self.batch_dep.add(node.output[0])
-            elif self.lrn_step(node):
+            elif self.pattern_step(node):
                 pass
             elif all(i in self.const for i in ins):
                 self.fold(node)
             else:
-                handler = getattr(self, f"op_{node.op_type}", None)
-                if handler is None:
-                    raise self.fail(node, f"operator '{node.op_type}' is not supported on activations "
-                                    f"(cnngraph imports {SUPPORTED})")
-                handler(node)
+                self.dispatch(node)
         outs = list(self.g.output)
         if len(outs) != 1:
             raise InteropError(f"{self.source}: expected one graph output (cnngraph networks have one), "
@@ -323,75 +333,20 @@ class _Importer:
         step, x = self.pending[name][:2]
         node = self.pending_node[name]
         return self.fail(node, f"operator '{node.op_type}' is not supported on activations (its output, {step} of "
-                         f"'{x}', is {how}; cnngraph reads it only as a step of an even-size LRN, "
-                         f"x / (k + band(x*x))^beta) (cnngraph imports {SUPPORTED})")
+                         f"'{x}', is {how}; cnngraph reads it only as a step of a multi-node pattern such as an "
+                         f"even-size LRN, x / (k + band(x*x))^beta) (cnngraph imports {supported()})")
 
-    def lrn_step(self, node) -> bool:
-        """Track the four steps; True when this node was one of them."""
-        done = self._lrn_step(node)
-        if done and node.output[0] in self.pending:
-            self.pending_node[node.output[0]] = node
-        return done
+    def pattern_step(self, node) -> bool:
+        """Give every layer kind's multi-node patterns (registry `onnx_patterns`) a look at `node`;
+        True when one of them took it as a step."""
+        for pattern in _patterns():
+            if pattern(self, node):
+                if node.output and node.output[0] in self.pending:
+                    self.pending_node[node.output[0]] = node
+                return True
+        return False
 
-    def _lrn_step(self, node) -> bool:
-        op, ins = node.op_type, list(node.input)
-        if op == "Mul" and len(ins) == 2 and ins[0] == ins[1] and ins[0] in self.live:
-            self.pending[node.output[0]] = ("square", ins[0])
-        elif op in ("Conv", "Gemm") and ins and self.pending.get(ins[0], ("",))[0] == "square":
-            x = self.live[self.pending[ins[0]][1]]
-            w = self.c(node, 1, "band")
-            k = self.c(node, 2, "k", required=False)
-            c = x.shape[0]
-            plain = all(self.attr(node, a, 0) in (0, None) for a in ("transA", "transB")) if op == "Gemm" else \
-                all(v == 1 for v in self.attr(node, "strides", [1])) and not any(self.attr(node, "pads", [0])) \
-                and self.attr(node, "group", 1) == 1 and self.attr(node, "auto_pad", "NOTSET") == "NOTSET"
-            if op == "Gemm" and w.ndim == 2:
-                w = w.T
-            if not plain or w.shape[:2] != (c, c) or np.size(w) != c * c or k is None or np.size(k) != c or \
-                    not np.all(np.asarray(k) == np.asarray(k).reshape(-1)[0]):
-                raise self.fail(node, "applies a channel mix to x*x that is not an LRN window")
-            if op == "Gemm" and (float(self.attr(node, "alpha", 1.0)) != 1 or float(self.attr(node, "beta", 1.0)) != 1):
-                raise self.fail(node, "applies a scaled channel mix to x*x that is not an LRN window")
-            self.pending[node.output[0]] = ("window sum", self.pending[ins[0]][1], w.reshape(c, c),
-                                            float(np.asarray(k).reshape(-1)[0]))
-        elif op == "Pow" and ins and self.pending.get(ins[0], ("",))[0] == "window sum":
-            beta = self.c(node, 1, "exponent")
-            if np.size(beta) != 1:
-                raise self.fail(node, "raises an LRN window sum to a non-scalar power")
-            self.pending[node.output[0]] = ("denominator", *self.pending[ins[0]][1:], float(np.reshape(beta, -1)[0]))
-        elif op == "Div" and len(ins) == 2 and self.pending.get(ins[1], ("",))[0] == "denominator":
-            _, xname, band, k, beta = self.pending[ins[1]]
-            if ins[0] != xname:
-                raise self.fail(node, "divides by an LRN denominator computed from another tensor")
-            attrs = self._lrn_from_band(node, band, k, beta)
-            hint = self.hint(node, "lrn")
-            if hint and hint.get("size") == attrs["size"] and \
-                    np.float32(np.float32(hint.get("alpha", 0)) / np.float32(attrs["size"])) == np.float32(
-                        band[band != 0][0]) and np.float32(hint.get("beta")) == np.float32(beta) and \
-                    np.float32(hint.get("k")) == np.float32(k):
-                attrs = hint  # the exporter's exact decimals
-            self.add_layer(node, "lrn", attrs, [self.live[xname].layer])
-        else:
-            return False
-        return True
-
-    def _lrn_from_band(self, node, band, k, beta) -> dict:
-        c = band.shape[0]
-        nz = band != 0
-        if not nz.any():
-            raise self.fail(node, "an LRN window with no channels")
-        o, i = np.nonzero(nz)
-        before, after = int(np.max(o - i)), int(np.max(i - o))
-        size = before + after + 1
-        value = float(band[nz][0])
-        attrs = {"size": size, "alpha": _f32(value * size), "beta": _f32(beta), "k": _f32(k)}
-        oo, ii = np.meshgrid(np.arange(c), np.arange(c), indexing="ij")
-        want = ((ii >= oo - size // 2) & (ii <= oo + (size - 1) // 2)).astype(np.float32) * np.float32(value)
-        if before != size // 2 or after != (size - 1) // 2 or not np.array_equal(band.astype(np.float32), want):
-            raise self.fail(node, "x / (k + mix(x*x))^beta whose channel mix is not an LRN window")
-        return attrs
-
-    # ---- operator handlers (nodes with an activation input) ----
+    # ---- operators that are no layer: aliases ----
     def op_Identity(self, node):
         self.alias(node, self.x(node))
 
@@ -400,95 +355,17 @@ class _Importer:
             raise self.fail(node, "casts an activation to a non-float32 type")
         self.alias(node, self.x(node))
 
-    def op_Dropout(self, node):
-        self.only_output(node)
-        x = self.x(node)
-        ratio = self.attr(node, "ratio", 0.5)
-        if len(node.input) > 1 and node.input[1]:
-            ratio = float(self.c(node, 1, "ratio"))
-        hint = self.hint(node, "dropout")  # p has no effect at inference: the exporter's value is safe to take
-        if hint and isinstance(hint.get("p"), (int, float)) and 0 <= hint["p"] <= 1:
-            ratio = hint["p"]
-        if len(node.input) > 2 and node.input[2] and bool(self.c(node, 2, "training_mode")):
-            raise self.fail(node, "training_mode is true; cnngraph runs inference only")
-        self.add_layer(node, "dropout", {"p": _f32(ratio)}, [x.layer])
-
-    def _auto_pads(self, node, spatial, k, s, d, pads):
-        """ONNX `auto_pad`/`pads` -> [(lo, hi)] per dim, and whether it is exactly cnngraph's 'same'."""
-        mode = self.attr(node, "auto_pad", "NOTSET")
-        nd = len(spatial)
-        if mode in ("NOTSET", ""):
-            p = list(pads) if pads else [0] * (2 * nd)
-            if len(p) != 2 * nd:
-                raise self.fail(node, f"expected {2 * nd} pads, got {len(p)}")
-            return [(p[i], p[i + nd]) for i in range(nd)], False
-        if mode == "VALID":
-            return [(0, 0)] * nd, False
-        if mode in ("SAME_UPPER", "SAME_LOWER"):
-            out = [same_pads(n, kk, ss, dd) for n, kk, ss, dd in zip(spatial, k, s, d)]
-            if mode == "SAME_LOWER":
-                out = [(hi, lo) for lo, hi in out]
-            return out, mode == "SAME_UPPER"
-        raise self.fail(node, f"unknown auto_pad '{mode}'")
+    # ---- the API layer kinds import through (see Layer.from_onnx) ----
+    BATCH = BATCH
 
     @staticmethod
-    def _padding(pads):
-        if all(lo == hi for lo, hi in pads):
-            return compact_list([lo for lo, _ in pads])
-        return [[lo, hi] for lo, hi in pads]
+    def f32(v) -> float:
+        """A float32 attribute as the shortest decimal that reads back as the same float32."""
+        return _f32(v)
 
-    def op_Conv(self, node):
-        x = self.x(node)
-        w = self.c(node, 1, "weight").astype(np.float32)
-        b = self.c(node, 2, "bias", required=False)
-        nd = len(x.shape) - 1
-        if w.ndim != nd + 2:
-            raise self.fail(node, f"expected a weight of rank {nd + 2} for input shape {x.shape}, got {w.shape}")
-        k = list(self.attr(node, "kernel_shape", w.shape[2:]))
-        s = list(self.attr(node, "strides", [1] * nd))
-        d = list(self.attr(node, "dilations", [1] * nd))
-        groups = int(self.attr(node, "group", 1))
-        if tuple(k) != tuple(w.shape[2:]):
-            raise self.fail(node, f"kernel_shape {k} differs from the weight's {list(w.shape[2:])}")
-        pads, same = self._auto_pads(node, x.shape[1:], k, s, d, self.attr(node, "pads"))
-        cin = x.shape[0]
-        attrs = {"out": int(w.shape[0]), "kernel": compact_list(k), "stride": compact_list(s),
-                 "padding": "same" if same else self._padding(pads), "dilation": compact_list(d),
-                 "groups": "depthwise" if groups == cin and groups > 1 and w.shape[0] % cin == 0 else groups,
-                 "bias": b is not None}
-        params = {"weight": w}
-        if b is not None:
-            params["bias"] = np.asarray(b, np.float32).reshape(-1)
-        attrs = self.simplest("conv", attrs, [self.hint(node, "conv")], x.shape)
-        self.add_layer(node, "conv", attrs, [x.layer], params, hint=self.weight_hint(node, w))
-
-    def _pool(self, node, kind):
-        x = self.x(node)
-        nd = len(x.shape) - 1
-        if nd < 1:
-            raise self.fail(node, f"expected an input with spatial dims, got shape {x.shape}")
-        k = list(self.attr(node, "kernel_shape"))
-        s = list(self.attr(node, "strides", [1] * nd))
-        d = list(self.attr(node, "dilations", [1] * nd))
-        ceil = bool(self.attr(node, "ceil_mode", 0))
-        pads, same = self._auto_pads(node, x.shape[1:], k, s, d, self.attr(node, "pads"))
-        attrs = {"kernel": compact_list(k), "stride": compact_list(s),
-                 "padding": "same" if same else self._padding(pads), "ceil_mode": ceil}
-        if kind == "maxpool":
-            attrs["dilation"] = compact_list(d)
-        else:
-            if any(v != 1 for v in d):
-                raise self.fail(node, f"dilations {d}: cnngraph's avgpool has no dilation")
-            include = bool(self.attr(node, "count_include_pad", 0))
-            attrs["count_include_pad"] = include or not any(lo or hi for lo, hi in pads)
-        if self.attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "") and ceil:
-            raise self.fail(node, "ceil_mode together with auto_pad is ambiguous in ONNX; refused")
-        candidates = [self.hint(node, kind)]
-        if not same and any(lo != hi for lo, hi in pads):  # asymmetric pads often mean ceil_mode or 'same'
-            sym = compact_list([lo for lo, _ in pads])
-            candidates += [{**attrs, "padding": sym, "ceil_mode": True}, {**attrs, "padding": sym},
-                           {**attrs, "padding": "same", "ceil_mode": False}]
-        self.add_layer(node, kind, self.simplest(kind, attrs, candidates, x.shape), [x.layer])
+    @staticmethod
+    def clean_name(text):
+        return _clean(text, None)
 
     def hint(self, node, kind) -> dict | None:
         """The spec attributes cnngraph's exporter recorded on this node, if any."""
@@ -507,112 +384,8 @@ class _Importer:
                 return cand
         return attrs
 
-    def op_MaxPool(self, node):
-        self.only_output(node)  # the Indices output (and so storage_order) is refused when used
-        self._pool(node, "maxpool")
-
-    def op_AveragePool(self, node):
-        self._pool(node, "avgpool")
-
-    def op_GlobalAveragePool(self, node):
-        self.add_layer(node, "global_avgpool", {}, [self.x(node).layer])
-
-    def op_GlobalMaxPool(self, node):
-        self.add_layer(node, "global_maxpool", {}, [self.x(node).layer])
-
-    def op_Relu(self, node):
-        self.add_layer(node, "relu", {}, [self.x(node).layer])
-
-    def op_Clip(self, node):
-        """Clip(0, 6) is relu6 and Clip(0, +inf) relu; other bounds have no cnngraph layer."""
-        if self.opset >= 11:
-            lo, hi = self.c(node, 1, "min", required=False), self.c(node, 2, "max", required=False)
-        else:
-            lo, hi = self.attr(node, "min", None), self.attr(node, "max", None)
-        lo = None if lo is None else float(np.asarray(lo))
-        hi = None if hi is None else float(np.asarray(hi))
-        kinds = {(0.0, 6.0): "relu6", (0.0, None): "relu", (0.0, math.inf): "relu"}
-        if (lo, hi) not in kinds:
-            raise self.fail(node, f"Clip to [{lo}, {hi}]: cnngraph has relu (Clip to [0, inf]) and relu6 "
-                            "(Clip to [0, 6]) only")
-        self.add_layer(node, kinds[lo, hi], {}, [self.x(node).layer])
-
-    def op_LeakyRelu(self, node):
-        self.add_layer(node, "leaky_relu", {"alpha": _f32(self.attr(node, "alpha", 0.01))}, [self.x(node).layer])
-
-    def op_Sigmoid(self, node):
-        self.add_layer(node, "sigmoid", {}, [self.x(node).layer])
-
-    def op_Tanh(self, node):
-        self.add_layer(node, "tanh", {}, [self.x(node).layer])
-
-    def op_Softmax(self, node):
-        x = self.x(node)
-        r = len(x.shape) + 1
-        default = -1 if self.opset >= 13 else 1
-        axis = self.attr(node, "axis", default)
-        axis = axis + r if axis < 0 else axis
-        if self.opset >= 13:
-            ok = axis == 1
-        else:  # before opset 13: softmax over the flattened dims from `axis` on
-            ok = axis == 1 and math.prod(x.shape[1:]) == 1 or r == 2 and axis == 1
-        if not ok:
-            raise self.fail(node, f"softmax over axis {self.attr(node, 'axis', default)} of a rank-{r} input "
-                            f"(opset {self.opset}): cnngraph's softmax is over the channel axis 1 only")
-        self.add_layer(node, "softmax", {}, [x.layer])
-
-    def _flat(self, node, x):
-        if len(x.shape) != 1:
-            raise self.fail(node, f"expected a flat (batch, features) input, got shape "
-                            f"(N, {', '.join(map(str, x.shape))}); cnngraph's linear layer needs a flatten first")
-
-    def _linear(self, node, x, w, bias):
-        """weight (out, in) and bias (out,) or None -> linear layer parameters."""
-        self._flat(node, x)
-        if w.shape[1] != x.shape[0]:
-            raise self.fail(node, f"expected a weight with {x.shape[0]} inputs, got shape {w.shape}")
-        params = {"weight": np.ascontiguousarray(w, np.float32)}
-        if bias is not None:
-            params["bias"] = np.ascontiguousarray(bias, np.float32)
-        return params
-
-    def op_Gemm(self, node):
-        x = self.x(node)
-        if self.attr(node, "transA", 0):
-            raise self.fail(node, "transA=1 would put the batch in the columns; cnngraph's linear needs transA=0")
-        b = self.c(node, 1, "B (weight)")
-        c = self.c(node, 2, "C (bias)", required=False)
-        alpha = float(self.attr(node, "alpha", 1.0))
-        beta = float(self.attr(node, "beta", 1.0))
-        if b.ndim != 2:
-            raise self.fail(node, f"expected a 2-D B, got shape {b.shape}")
-        w = b if self.attr(node, "transB", 0) else b.T
-        out = w.shape[0]
-        bias = None
-        if c is not None:
-            c = np.asarray(c, np.float64)
-            if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1) or (c.size not in (1, out)):
-                raise self.fail(node, f"bias C of shape {c.shape} varies over the batch; expected (), ({out},) or "
-                                f"(1, {out})")
-            bias = (beta * np.broadcast_to(c.reshape(-1), (out,))).astype(np.float32)
-        hint = self.weight_hint(node, b) if alpha == 1.0 and self.attr(node, "transB", 0) else None
-        params = self._linear(node, x, w if alpha == 1 else (alpha * w.astype(np.float64)).astype(np.float32), bias)
-        comment = f"Gemm alpha={alpha:g} folded into the weight" if alpha != 1 else ""
-        if c is not None and beta != 1:
-            comment = (comment + ", " if comment else "Gemm ") + f"beta={beta:g} folded into the bias"
-        self.add_layer(node, "linear", {"out": int(out), "bias": bias is not None}, [x.layer], params,
-                       hint=hint, comment=comment)
-
-    def op_MatMul(self, node):
-        x = self.x(node)
-        self._flat(node, x)
-        b = self.c(node, 1, "B (weight)")
-        if b.ndim != 2:
-            raise self.fail(node, f"expected a 2-D weight, got shape {b.shape}")
-        params = self._linear(node, x, b.T, None)
-        self.add_layer(node, "linear", {"out": int(b.shape[1]), "bias": False}, [x.layer], params)
-
-    def _per_channel(self, node, const, shape) -> np.ndarray | None:
+    @staticmethod
+    def per_channel(const, shape) -> np.ndarray | None:
         """A constant that broadcasts to (1, *shape) as one value per channel, else None."""
         c = np.asarray(const, np.float64)
         full = (1, *shape)
@@ -627,16 +400,7 @@ class _Importer:
             return None
         return per[:, 0]
 
-    def _live_and_const(self, node, what):
-        """(activation, constant) operands of a binary op; the constant must be the second for Sub/Div."""
-        a, b = node.input[0], node.input[1]
-        if a in self.live and b in self.live:
-            return None, None
-        if a not in self.live and node.op_type in ("Sub", "Div"):
-            self.x(node, 0)  # raises: constant - activation is no layer
-        return (self.live[a], self.c(node, 1, what)) if a in self.live else (self.live[b], self.c(node, 0, what))
-
-    def _affine(self, node, x: _Live, scale, shift, verb: str):
+    def affine(self, node, x: _Live, scale, shift):
         """y = x * scale + shift per channel: folded into the conv/linear/batchnorm that produced x (a copy
         of it, so other readers of x are unaffected), else a batchnorm with identity statistics."""
         c = x.shape[0]
@@ -662,224 +426,38 @@ class _Importer:
             self.layers[key].comment = prod.comment
             return
         if len(x.shape) < 1:
-            raise self.fail(node, f"{verb} a constant on a scalar")
+            raise self.fail(node, "an affine map of a scalar")
         params = {"weight": np.asarray(scale if scale is not None else np.ones(c), np.float32),
                   "bias": np.asarray(shift if shift is not None else np.zeros(c), np.float32),
                   "running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32)}
         self.add_layer(node, "batchnorm", {"eps": IDENTITY_EPS}, [x.layer], params,
                        comment=f"ONNX {node.op_type} by a per-channel constant")
 
-    def _per_channel_or_fail(self, node, x, c, verb):
-        per = self._per_channel(node, c, x.shape)
-        if per is None:
-            raise self.fail(node, f"{verb} a constant of shape {np.shape(c)} that is not one value per channel "
-                            f"of the (N, {', '.join(map(str, x.shape))}) activation")
-        return per
-
-    def op_Add(self, node):
-        x, c = self._live_and_const(node, "addend")
-        if x is None:
-            return self._merge(node, list(node.input))
-        self._affine(node, x, None, self._per_channel_or_fail(node, x, c, "adds"), "adds")
-
-    def op_Sub(self, node):
-        x, c = self._live_and_const(node, "subtrahend")
-        if x is None:
-            raise self.fail(node, "subtracts two activations; cnngraph's add only sums")
-        self._affine(node, x, None, -self._per_channel_or_fail(node, x, c, "subtracts"), "subtracts")
-
-    def op_Mul(self, node):
-        x, c = self._live_and_const(node, "factor")
-        if x is None:
-            raise self.fail(node, "multiplies two activations (elementwise products are no cnngraph layer)")
-        self._affine(node, x, self._per_channel_or_fail(node, x, c, "multiplies by"), None, "multiplies by")
-
-    def op_Div(self, node):
-        x, c = self._live_and_const(node, "divisor")
-        if x is None:
-            raise self.fail(node, "divides two activations (elementwise quotients are no cnngraph layer)")
-        per = self._per_channel_or_fail(node, x, c, "divides by")
-        if np.any(per == 0):
-            raise self.fail(node, "divides by a constant with zeros")
-        self._affine(node, x, 1.0 / per, None, "divides by")
-
-    def _merge(self, node, live):
-        xs = [self.live[n] for n in live]
-        if len({x.shape for x in xs}) != 1:
-            raise self.fail(node, f"adds activations of shapes {[x.shape for x in xs]}; cnngraph's add needs "
-                            "equal shapes (no broadcasting)")
-        self.add_layer(node, "add", {}, [x.layer for x in xs])
-
-    def op_Sum(self, node):
-        ins = [n for n in node.input if n]
-        for i, n in enumerate(ins):
-            if n not in self.live:
-                self.x(node, i)  # raises: a constant term
-        if len(ins) == 1:
-            return self.alias(node, self.live[ins[0]])
-        self._merge(node, ins)
-
-    def op_Concat(self, node):
-        ins = [n for n in node.input if n]
-        for i, n in enumerate(ins):
-            if n not in self.live:
-                self.x(node, i)
-        xs = [self.live[n] for n in ins]
-        r = len(xs[0].shape) + 1
-        axis = self.attr(node, "axis")
-        if axis is None or (axis + r if axis < 0 else axis) != 1:
-            raise self.fail(node, f"concatenates along axis {axis} of rank-{r} tensors; cnngraph concatenates "
-                            "channels (axis 1) only")
-        if len(xs) == 1:
-            return self.alias(node, xs[0])
-        self.add_layer(node, "concat", {}, [x.layer for x in xs])
-
-    def op_BatchNormalization(self, node):
-        x = self.x(node)
-        if self.attr(node, "training_mode", 0):
-            raise self.fail(node, "training_mode=1; cnngraph runs inference only")
-        self.only_output(node)
-        if self.attr(node, "spatial", 1) == 0:
-            raise self.fail(node, "spatial=0 (per-element statistics) is not cnngraph's batchnorm")
-        scale, bias, mean, var = (np.asarray(self.c(node, i, w), np.float32).reshape(-1)
-                                  for i, w in enumerate(("scale", "B", "mean", "var"), 1))
-        c = x.shape[0]
-        for arr, what in ((scale, "scale"), (bias, "B"), (mean, "mean"), (var, "var")):
-            if arr.shape != (c,):
-                raise self.fail(node, f"expected {what} of shape ({c},), got {arr.shape}")
-        scale_name = self.init_names.get(id(self.c(node, 1, "scale")), "")
-        affine = not (np.all(scale == 1) and np.all(bias == 0) and not scale_name.endswith(".weight"))
-        params = {"running_mean": mean, "running_var": var}
-        if affine:
-            params.update(weight=scale, bias=bias)
-        hint = self.weight_hint(node, self.c(node, 1, "scale"))
-        if hint is None and scale_name.endswith(".const_scale"):
-            hint = _clean(scale_name[: -len(".const_scale")], None)
-        self.add_layer(node, "batchnorm", {"eps": _f32(self.attr(node, "epsilon", 1e-5)), "affine": affine},
-                       [x.layer], params, hint=hint)
-
-    def op_LRN(self, node):
-        x = self.x(node)
-        size = int(self.attr(node, "size"))
-        if size % 2 == 0:
-            raise self.fail(node, f"size={size} is even: ONNX puts the extra channel after, cnngraph (PyTorch) "
-                            "before; only odd sizes mean the same")
-        self.add_layer(node, "lrn", {"size": size, "alpha": _f32(self.attr(node, "alpha", 1e-4)),
-                                     "beta": _f32(self.attr(node, "beta", 0.75)),
-                                     "k": _f32(self.attr(node, "bias", 1.0))}, [x.layer])
-
-    def op_Pad(self, node):
-        x = self.x(node)
-        r = len(x.shape) + 1
-        mode = self.attr(node, "mode", "constant")
-        if mode != "constant":
-            raise self.fail(node, f"mode '{mode}': cnngraph pads with a constant only")
-        if self.opset < 11:
-            pads = list(self.attr(node, "pads"))
-            value = float(self.attr(node, "value", 0.0))
-        else:
-            pads = [int(v) for v in self.c(node, 1, "pads").reshape(-1)]
-            v = self.c(node, 2, "constant_value", required=False)
-            value = float(np.asarray(v).reshape(-1)[0]) if v is not None and np.size(v) else 0.0
-        axes = self.c(node, 3, "axes", required=False)
-        axes = list(range(r)) if axes is None else [int(a) + r if a < 0 else int(a) for a in np.reshape(axes, -1)]
-        if len(pads) != 2 * len(axes):
-            raise self.fail(node, f"expected {2 * len(axes)} pads, got {len(pads)}")
-        full = [(0, 0)] * r
-        for i, a in enumerate(axes):
-            full[a] = (pads[i], pads[i + len(axes)])
-        if any(lo < 0 or hi < 0 for lo, hi in full):
-            raise self.fail(node, f"negative pads {pads} (cropping) are not supported")
-        if full[0] != (0, 0) or full[1] != (0, 0):
-            raise self.fail(node, "pads the batch or channel dim; cnngraph pads spatial dims only")
-        if all(p == (0, 0) for p in full):
-            return self.alias(node, x)
-        self.add_layer(node, "pad", {"padding": [list(p) for p in full[2:]], "value": _f32(value)}, [x.layer])
-
-    # reshapes: fine when they flatten (batch, *dims) to (batch, features)
-    def _reshaped(self, node, target):
-        x = self.x(node)
-        flat = (BATCH, math.prod(x.shape))
-        if tuple(target) == (BATCH, *x.shape):
-            return self.alias(node, x)
-        if tuple(target) != flat:
-            shown = [("N" if v == BATCH else f"N*{v // BATCH}") if v and v % BATCH == 0 else str(v) for v in target]
-            raise self.fail(node, f"reshapes (N, {', '.join(map(str, x.shape))}) to ({', '.join(shown)}); "
-                            "cnngraph only flattens to (N, features)")
-        if len(x.shape) == 1:
-            return self.alias(node, x)
-        self.add_layer(node, "flatten", {}, [x.layer])
-
-    def op_Flatten(self, node):
-        x = self.x(node)
-        full = [BATCH, *x.shape]
-        axis = self.attr(node, "axis", 1)
-        axis = axis + len(full) if axis < 0 else axis
-        self._reshaped(node, (math.prod(full[:axis]), math.prod(full[axis:])))
-
-    def op_Reshape(self, node):
-        x = self.x(node)
-        if len(node.input) > 1 and node.input[1] in self.batch_dep:  # Shape(x)[0] arithmetic: fine here
-            shape = [int(v) for v in self.const[node.input[1]].reshape(-1)]
-        else:
-            shape = [int(v) for v in self.c(node, 1, "shape").reshape(-1)]
-        full = [BATCH, *x.shape]
-        allowzero = self.attr(node, "allowzero", 0)
-        out = []
-        for i, v in enumerate(shape):
-            if v == 0 and not allowzero:
-                if i >= len(full):
-                    raise self.fail(node, f"shape entry {i} copies a dim the input does not have")
-                v = full[i]
-            elif i == 0 and self.static_batch is not None and v == self.static_batch:
-                v = BATCH  # a model exported with a fixed batch names it literally
-            out.append(v)
-        if out.count(-1) > 1:
-            raise self.fail(node, f"shape {shape} has more than one -1")
-        if -1 in out:
-            known = math.prod(v for v in out if v != -1)
-            total = math.prod(full)
-            if known == 0 or total % known:
-                raise self.fail(node, f"cannot reshape (N, {', '.join(map(str, x.shape))}) to {shape}")
-            out[out.index(-1)] = total // known
-        self._reshaped(node, out)
-
-    def op_Squeeze(self, node):
-        x = self.x(node)
-        full = [BATCH, *x.shape]
-        axes = self.attr(node, "axes")
-        if axes is None and len(node.input) > 1 and node.input[1]:
-            axes = [int(a) for a in self.c(node, 1, "axes").reshape(-1)]
-        if axes is None:
-            axes = [i for i, v in enumerate(full) if v == 1]
-        axes = {a + len(full) if a < 0 else a for a in axes}
-        if 0 in axes:
-            raise self.fail(node, "squeezes the batch dim")
-        self._reshaped(node, [v for i, v in enumerate(full) if i not in axes])
+    def dispatch(self, node):
+        """The layer kinds that import this operator (the registry's `onnx_imports`), in turn; the first
+        that takes the node wins, and if none does the node is refused with their reasons."""
+        own = getattr(self, f"op_{node.op_type}", None)
+        if own is not None:
+            return own(node)
+        handlers = _handlers().get(node.op_type)
+        if not handlers:
+            raise self.fail(node, f"operator '{node.op_type}' is not supported on activations "
+                                  f"(cnngraph imports {supported()})")
+        reasons = []
+        for h in handlers:
+            why = h(self, node)
+            if why is None:
+                return None
+            reasons.append(why)
+        raise self.fail(node, "; ".join(dict.fromkeys(reasons)) + " (no cnngraph layer does that)")
 
 
 def _same_meaning(kind: str, a: dict, b: dict, in_shape) -> bool:
     """Do two attribute sets give the same function on this input? (Exact checks, no tolerance.)"""
     try:
-        la, lb = make(kind, a), make(kind, b)
-        if la.infer_shape([in_shape]) != lb.infer_shape([in_shape]):
-            return False
-        if kind == "conv":
-            return la.geometry(in_shape) == lb.geometry(in_shape) and la.channels(in_shape) == \
-                lb.channels(in_shape) and la.bias == lb.bias
-        _, ka, sa, da, pa = la.geometry(in_shape)
-        _, kb, sb, db, pb = lb.geometry(in_shape)
-        # same windows: same size, step, dilation and first window start; the count is the shape above
-        if (ka, sa, da, [lo for lo, _ in pa]) != (kb, sb, db, [lo for lo, _ in pb]):
-            return False
-        return kind != "avgpool" or np.array_equal(la.divisor(in_shape), lb.divisor(in_shape))
-    except (CnnGraphError, TypeError, ValueError):
+        return make(kind, a).same_function(make(kind, b), in_shape)
+    except (CnnGraphError, TypeError, ValueError, AttributeError):
         return False
-
-
-def compact_list(v):
-    v = [int(x) for x in v]
-    return v[0] if len(set(v)) == 1 else v
 
 
 # ---- naming and writing ------------------------------------------------------

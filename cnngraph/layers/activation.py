@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .base import Attr, Fusion, Layer, Lowered, fc_diagonal, fc_point, number
@@ -24,6 +26,14 @@ class _Elementwise(Layer):
 
     def lower(self, in_shapes, params):
         return Pointwise(self)
+
+    # ---- interop: one ONNX operator, one torch.nn.functional call (override where it differs) ----
+    torch_name: str | None = None  # torch.nn.functional's (or torch's) function of the same meaning
+
+    def torch_fn(self, torch, in_shapes, params):
+        f = getattr(torch.nn.functional, self.torch_name, None) or getattr(torch, self.torch_name)
+        args = {ours: getattr(self, ours) for ours in self.onnx_attr_names}
+        return lambda x: f(x, *args.values())
 
     # ---- FC view: a diagonal matrix, the slope at the given input ----
     fc_mode = "local"  # 'piecewise' where the slope is constant on regions (relu, leaky relu)
@@ -57,6 +67,18 @@ class Relu(_Elementwise):
     """`relu`: max(x, 0)."""
 
     kind = "relu"
+    onnx_op = "Relu"
+    onnx_imports = ("Relu", "Clip")
+    torch_name = "relu"
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        if node.op_type == "Clip":
+            lo, hi = clip_bounds(imp, node)
+            if (lo, hi) not in ((0.0, None), (0.0, math.inf)):
+                return f"Clip to [{lo}, {hi}] is not relu (Clip to [0, inf])"
+        imp.add_layer(node, "relu", {}, [imp.x(node).layer])
+        return None
 
     def apply(self, x):
         return np.maximum(x, 0)
@@ -74,6 +96,21 @@ class Relu6(_Elementwise):
     """`relu6`: min(max(x, 0), 6), MobileNetV2's activation."""
 
     kind = "relu6"
+    onnx_imports = ("Clip",)
+    torch_name = "relu6"
+
+    def to_onnx(self, b, node, ins, weights):
+        lo = b.init(f"{node.name}.min", np.array(0.0, np.float32))
+        hi = b.init(f"{node.name}.max", np.array(6.0, np.float32))
+        return b.node("Clip", [ins[0], lo, hi], node.name, node.name)
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        lo, hi = clip_bounds(imp, node)
+        if (lo, hi) != (0.0, 6.0):
+            return f"Clip to [{lo}, {hi}] is not relu6 (Clip to [0, 6])"
+        imp.add_layer(node, "relu6", {}, [imp.x(node).layer])
+        return None
 
     def apply(self, x):
         return np.clip(x, 0, 6)
@@ -92,6 +129,10 @@ class LeakyRelu(_Elementwise):
 
     kind = "leaky_relu"
     attrs = (Attr("alpha", number(0.0), 0.01, "slope for x < 0"),)
+    onnx_op = "LeakyRelu"
+    onnx_imports = ("LeakyRelu",)
+    onnx_attr_names = {"alpha": "alpha"}
+    torch_name = "leaky_relu"
 
     def apply(self, x):
         return np.where(x > 0, x, x * x.dtype.type(self.alpha))
@@ -109,6 +150,9 @@ class Sigmoid(_Elementwise):
     """`sigmoid`: 1 / (1 + exp(-x)), computed without overflow."""
 
     kind = "sigmoid"
+    onnx_op = "Sigmoid"
+    onnx_imports = ("Sigmoid",)
+    torch_name = "sigmoid"
 
     def apply(self, x):
         e = np.exp(-np.abs(x))
@@ -128,6 +172,9 @@ class Tanh(_Elementwise):
     """`tanh`."""
 
     kind = "tanh"
+    onnx_op = "Tanh"
+    onnx_imports = ("Tanh",)
+    torch_name = "tanh"
 
     def apply(self, x):
         return np.tanh(x)
@@ -137,3 +184,16 @@ class Tanh(_Elementwise):
 
     def slope(self, x):
         return 1 - np.tanh(x) ** 2
+
+
+def clip_bounds(imp, node) -> tuple[float | None, float | None]:
+    """An ONNX Clip's (min, max), None where absent (inputs from opset 11, attributes before)."""
+    if imp.opset >= 11:
+        lo, hi = imp.c(node, 1, "min", required=False), imp.c(node, 2, "max", required=False)
+    else:
+        lo, hi = imp.attr(node, "min", None), imp.attr(node, "max", None)
+    for v, what in ((lo, "min"), (hi, "max")):
+        if v is not None and np.size(v) != 1:
+            raise imp.fail(node, f"expected a scalar {what}, got shape {np.shape(v)}")
+    return (None if lo is None else float(np.asarray(lo).reshape(-1)[0]),
+            None if hi is None else float(np.asarray(hi).reshape(-1)[0]))

@@ -16,6 +16,28 @@ class Add(Layer):
     kind = "add"
     category = Fusion.MERGE
     n_inputs = None
+    onnx_imports = ("Add", "Sum")
+
+    def to_onnx(self, b, node, ins, weights):
+        return b.node("Add" if len(ins) == 2 else "Sum", ins, node.name, node.name)
+
+    def torch_fn(self, torch, in_shapes, params):
+        return lambda *xs: torch.stack(xs).sum(0)
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        """Sums of activations; an activation plus a constant is a per-channel affine (batchnorm's)."""
+        ins = [n for n in node.input if n]
+        if node.op_type == "Add" and not all(n in imp.live for n in ins):
+            return "adds a constant"
+        xs = [imp.x(node, i) for i, n in enumerate(node.input) if n]
+        if len(xs) == 1:
+            return imp.alias(node, xs[0])
+        if len({x.shape for x in xs}) != 1:
+            raise imp.fail(node, f"adds activations of shapes {[x.shape for x in xs]}; cnngraph's add needs "
+                                 "equal shapes (no broadcasting)")
+        imp.add_layer(node, "add", {}, [x.layer for x in xs])
+        return None
 
     def infer_shape(self, in_shapes):
         first = tuple(in_shapes[0])

@@ -246,6 +246,105 @@ class Layer:
         """This layer as a lowering value the compiler evaluates (a mechanism, never a name)."""
         raise LayerError(f"layer kind '{self.kind}' has no native lowering")
 
+    def same_function(self, other, in_shape) -> bool:
+        """Do these attributes compute the same function as `other`'s on this input? (Exact.)"""
+        return self == other
+
+    # ---- ONNX: export, and the operators (and patterns) it imports from ----
+    onnx_op: ClassVar[str | None] = None  # the one ONNX operator this kind exports to and imports from, if simple
+    onnx_attr_names: ClassVar[dict] = {}  # layer attribute -> ONNX attribute (simple kinds)
+    onnx_imports: ClassVar[tuple[str, ...]] = ()  # ONNX operators whose nodes `from_onnx` may import
+    onnx_patterns: ClassVar[tuple[str, ...]] = ()  # classmethods run on every node first: multi-node patterns
+    onnx_hint: ClassVar[bool] = False  # record the spec's own attributes on the node (read back on import)
+
+    def to_onnx(self, b, node, ins: list[str], weights) -> str:
+        """Emit this layer's ONNX nodes with builder `b` (`b.node`, `b.init`); returns the output
+        tensor's name. The default writes the one operator `onnx_op` with `onnx_attr_names`."""
+        if self.onnx_op is None:
+            raise LayerError(f"layer kind '{self.kind}' has no ONNX export")
+        attrs = {onnx: _onnx_value(getattr(self, ours)) for ours, onnx in self.onnx_attr_names.items()}
+        return b.node(self.onnx_op, ins, node.name, node.name, **attrs)
+
+    @classmethod
+    def from_onnx(cls, imp, node) -> str | None:
+        """Import ONNX `node` (one of `onnx_imports`) through importer `imp` (`imp.x`, `imp.c`, `imp.attr`,
+        `imp.add_layer`, ...). Returns None when done, else why this kind does not take the node
+        (another kind may). The default reads `onnx_op` with `onnx_attr_names`."""
+        attrs = {}
+        for ours, onnx in cls.onnx_attr_names.items():
+            value = imp.attr(node, onnx)
+            if value is not None:
+                attrs[ours] = imp.f32(value) if isinstance(value, float) else value
+        imp.add_layer(node, cls.kind, attrs, [imp.x(node).layer])
+        return None
+
+    # ---- PyTorch: the second oracle ----
+    def torch_fn(self, torch, in_shapes, params: dict):
+        """A function of torch tensors (one per input) computing this layer with `torch.nn.functional`
+        (`params`: name -> tensor), or None where PyTorch has no equivalent for these attributes."""
+        return None
+
+
+def _onnx_value(v):
+    return float(v) if isinstance(v, float) else v
+
+
+def onnx_auto_pads(imp, node, spatial, k, s, d):
+    """An ONNX node's `auto_pad`/`pads` -> ([(lo, hi)] per dim, whether it is exactly 'same')."""
+    mode = imp.attr(node, "auto_pad", "NOTSET")
+    nd = len(spatial)
+    if mode in ("NOTSET", ""):
+        p = list(imp.attr(node, "pads") or [0] * (2 * nd))
+        if len(p) != 2 * nd:
+            raise imp.fail(node, f"expected {2 * nd} pads, got {len(p)}")
+        if any(v < 0 for v in p):
+            raise imp.fail(node, f"negative pads {p} (cropping) are not supported")
+        return [(p[i], p[i + nd]) for i in range(nd)], False
+    if mode == "VALID":
+        return [(0, 0)] * nd, False
+    if mode in ("SAME_UPPER", "SAME_LOWER"):
+        if any(v < 1 for v in (*k, *s, *d)):
+            raise imp.fail(node, f"auto_pad {mode} with kernel {list(k)}, strides {list(s)}, dilations {list(d)}: "
+                                 f"expected positive values")
+        out = [same_pads(n, kk, ss, dd) for n, kk, ss, dd in zip(spatial, k, s, d)]
+        if mode == "SAME_LOWER":
+            out = [(hi, lo) for lo, hi in out]
+        return out, mode == "SAME_UPPER"
+    raise imp.fail(node, f"unknown auto_pad '{mode}'")
+
+
+def onnx_padding(pads):
+    """[(lo, hi)] per dim -> the spec's simplest padding form."""
+    if all(lo == hi for lo, hi in pads):
+        return compact_list([lo for lo, _ in pads])
+    return [[lo, hi] for lo, hi in pads]
+
+
+def onnx_ints(imp, node, name, default, nd):
+    """A list-of-positive-ints attribute (kernel_shape, strides, dilations) of length nd, checked."""
+    v = imp.attr(node, name, default)
+    if v is None:
+        raise imp.fail(node, f"missing attribute '{name}'")
+    v = [int(x) for x in v]
+    if len(v) != nd or any(x < 1 for x in v):
+        raise imp.fail(node, f"expected '{name}' of {nd} positive integers, got {v}")
+    return v
+
+
+def compact_list(v):
+    """[3, 3] -> 3; [3, 1] stays a list (the spec's compact per-dim form).
+
+    >>> compact_list([2, 2]), compact_list([1, 2])
+    (2, [1, 2])
+    """
+    v = [int(x) for x in v]
+    return v[0] if len(set(v)) == 1 else v
+
+
+def flat_pads(pads) -> list[int]:
+    """[(lo, hi), ...] -> ONNX order: all begins, then all ends."""
+    return [int(lo) for lo, _ in pads] + [int(hi) for _, hi in pads]
+
 
 # ---- shared helpers for windowed layers (conv, pools, pad) -----------------
 

@@ -15,6 +15,27 @@ class Concat(Layer):
     kind = "concat"
     category = Fusion.CONCAT
     n_inputs = None
+    onnx_imports = ("Concat",)
+
+    def to_onnx(self, b, node, ins, weights):
+        return b.node("Concat", ins, node.name, node.name, axis=1)
+
+    def torch_fn(self, torch, in_shapes, params):
+        return lambda *xs: torch.cat(xs, 1)
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        ins = [n for n in node.input if n]
+        xs = [imp.x(node, i) for i, n in enumerate(node.input) if n]
+        r = len(xs[0].shape) + 1
+        axis = imp.attr(node, "axis")
+        if axis is None or (axis + r if axis < 0 else axis) != 1:
+            raise imp.fail(node, f"concatenates along axis {axis} of rank-{r} tensors; cnngraph concatenates "
+                                 "channels (axis 1) only")
+        if len(ins) == 1:
+            return imp.alias(node, xs[0])
+        imp.add_layer(node, "concat", {}, [x.layer for x in xs])
+        return None
 
     def infer_shape(self, in_shapes):
         first = in_shapes[0]

@@ -28,6 +28,11 @@ from .base import (
     window_rf,
     window_taps,
     windows,
+    compact_list,
+    flat_pads,
+    onnx_auto_pads,
+    onnx_ints,
+    onnx_padding,
 )
 from .lowering import Convolution
 from ..shapes import Window
@@ -54,6 +59,9 @@ class Conv(Layer):
         Attr("bias", boolean, True),
     )
 
+    onnx_imports = ("Conv",)
+    onnx_hint = True
+
     # ---- geometry, shared by every facet ----
     def geometry(self, in_shape):
         """(nd, kernel, stride, dilation, pads) for this input."""
@@ -69,6 +77,62 @@ class Conv(Layer):
     def lower(self, in_shapes, params):
         cin, cout, g = self.channels(in_shapes[0])
         return Convolution(self.window(in_shapes[0]), cin, cout, g, params["weight"], params.get("bias"))
+
+    def same_function(self, other, in_shape) -> bool:
+        """Do these attributes compute the same function as `other`'s on this input?"""
+        return (self.infer_shape([in_shape]) == other.infer_shape([in_shape])
+                and self.geometry(in_shape) == other.geometry(in_shape)
+                and self.channels(in_shape) == other.channels(in_shape) and self.bias == other.bias)
+
+    # ---- interop ----
+    def to_onnx(self, b, node, ins, weights):
+        _, k, s, d, pads = self.geometry(node.in_shapes[0])
+        _, _, groups = self.channels(node.in_shapes[0])
+        args = [ins[0], b.init(f"{node.name}.weight", weights[f"{node.name}.weight"])]
+        if self.bias:
+            args.append(b.init(f"{node.name}.bias", weights[f"{node.name}.bias"]))
+        return b.node("Conv", args, node.name, node.name, kernel_shape=list(k), strides=list(s),
+                      pads=flat_pads(pads), dilations=list(d), group=int(groups))
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        x = imp.x(node)
+        w = imp.c(node, 1, "weight").astype(np.float32)
+        b = imp.c(node, 2, "bias", required=False)
+        nd = len(x.shape) - 1
+        if nd < 1 or w.ndim != nd + 2:
+            raise imp.fail(node, f"expected a weight of rank {nd + 2} for input shape {x.shape}, got {w.shape}")
+        k = onnx_ints(imp, node, "kernel_shape", w.shape[2:], nd)
+        s = onnx_ints(imp, node, "strides", [1] * nd, nd)
+        d = onnx_ints(imp, node, "dilations", [1] * nd, nd)
+        groups = int(imp.attr(node, "group", 1))
+        if tuple(k) != tuple(w.shape[2:]):
+            raise imp.fail(node, f"kernel_shape {k} differs from the weight's {list(w.shape[2:])}")
+        if groups < 1:
+            raise imp.fail(node, f"expected a positive group count, got {groups}")
+        pads, same = onnx_auto_pads(imp, node, x.shape[1:], k, s, d)
+        cin = x.shape[0]
+        attrs = {"out": int(w.shape[0]), "kernel": compact_list(k), "stride": compact_list(s),
+                 "padding": "same" if same else onnx_padding(pads), "dilation": compact_list(d),
+                 "groups": "depthwise" if groups == cin and groups > 1 and w.shape[0] % cin == 0 else groups,
+                 "bias": b is not None}
+        params = {"weight": w}
+        if b is not None:
+            params["bias"] = np.asarray(b, np.float32).reshape(-1)
+        attrs = imp.simplest("conv", attrs, [imp.hint(node, "conv")], x.shape)
+        imp.add_layer(node, "conv", attrs, [x.layer], params, hint=imp.weight_hint(node, w))
+        return None
+
+    def torch_fn(self, torch, in_shapes, params):
+        F = torch.nn.functional
+        nd, k, s, d, pads = self.geometry(in_shapes[0])
+        _, _, g = self.channels(in_shapes[0])
+        conv = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
+        w, b = params["weight"], params.get("bias")
+        if all(lo == hi for lo, hi in pads):
+            return lambda x: conv(x, w, b, stride=s, dilation=d, groups=g, padding=[lo for lo, _ in pads])
+        sides = [p for lo_hi in reversed(pads) for p in lo_hi]
+        return lambda x: conv(F.pad(x, sides), w, b, stride=s, dilation=d, groups=g)
 
     def channels(self, in_shape) -> tuple[int, int, int]:
         """(in, out, groups) with 'depthwise' and the default `out` resolved, checked."""

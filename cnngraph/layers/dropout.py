@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .base import Attr, Fusion, Layer, Lowered, fc_identity, number
 from .lowering import Identity
 
@@ -14,6 +16,38 @@ class Dropout(Layer):
     kind = "dropout"
     category = Fusion.FREE
     attrs = (Attr("p", number(0.0, 1.0), 0.5, "drop probability during training"),)
+    onnx_imports = ("Dropout",)
+    onnx_hint = True
+
+    def to_onnx(self, b, node, ins, weights):
+        import numpy as np
+        args = list(ins)
+        if self.p < 1.0:  # ONNX wants ratio in [0, 1); at inference it has no effect anyway
+            args.append(b.init(f"{node.name}.ratio", np.array(self.p, np.float32)))
+        return b.node("Dropout", args, node.name, node.name)
+
+    def torch_fn(self, torch, in_shapes, params):
+        return lambda x: x
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        imp.only_output(node)
+        x = imp.x(node)
+        ratio = imp.attr(node, "ratio", 0.5)
+        if len(node.input) > 1 and node.input[1]:
+            r = imp.c(node, 1, "ratio")
+            if r is not None and np.size(r) != 1:
+                raise imp.fail(node, f"expected a scalar ratio, got shape {np.shape(r)}")
+            ratio = float(np.asarray(r).reshape(-1)[0])
+        hint = imp.hint(node, "dropout")  # p has no effect at inference: the exporter's value is safe to take
+        if hint and isinstance(hint.get("p"), (int, float)) and 0 <= hint["p"] <= 1:
+            ratio = hint["p"]
+        if len(node.input) > 2 and node.input[2] and bool(np.asarray(imp.c(node, 2, "training_mode")).any()):
+            raise imp.fail(node, "training_mode is true; cnngraph runs inference only")
+        if not 0 <= ratio <= 1:
+            raise imp.fail(node, f"expected a ratio in [0, 1], got {ratio}")
+        imp.add_layer(node, "dropout", {"p": imp.f32(ratio)}, [x.layer])
+        return None
 
     def lower(self, in_shapes, params):
         return Identity()

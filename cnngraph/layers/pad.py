@@ -14,6 +14,48 @@ class Pad(Layer):
 
     kind = "pad"
     category = Fusion.OPAQUE
+    onnx_imports = ("Pad",)
+
+    def to_onnx(self, b, node, ins, weights):
+        pads = self.pads(node.in_shapes[0])
+        flat = [0, 0] + [lo for lo, _ in pads] + [0, 0] + [hi for _, hi in pads]
+        pname = b.init(f"{node.name}.pads", np.array(flat, np.int64))
+        vname = b.init(f"{node.name}.value", np.array(self.value, np.float32))
+        return b.node("Pad", [ins[0], pname, vname], node.name, node.name, mode="constant")
+
+    def torch_fn(self, torch, in_shapes, params):
+        sides = [p for lo_hi in reversed(self.pads(in_shapes[0])) for p in lo_hi]
+        return lambda x: torch.nn.functional.pad(x, sides, value=self.value)
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        x = imp.x(node)
+        r = len(x.shape) + 1
+        mode = imp.attr(node, "mode", "constant")
+        if mode != "constant":
+            raise imp.fail(node, f"mode '{mode}': cnngraph pads with a constant only")
+        if imp.opset < 11:
+            pads = list(imp.attr(node, "pads") or [])
+            value = float(imp.attr(node, "value", 0.0))
+        else:
+            pads = [int(v) for v in imp.c(node, 1, "pads").reshape(-1)]
+            v = imp.c(node, 2, "constant_value", required=False)
+            value = float(np.asarray(v).reshape(-1)[0]) if v is not None and np.size(v) else 0.0
+        axes = imp.c(node, 3, "axes", required=False)
+        axes = list(range(r)) if axes is None else [int(a) + r if a < 0 else int(a) for a in np.reshape(axes, -1)]
+        if len(pads) != 2 * len(axes) or any(not 0 <= a < r for a in axes):
+            raise imp.fail(node, f"expected {2 * len(axes)} pads for axes {axes} of a rank-{r} input, got {len(pads)}")
+        full = [(0, 0)] * r
+        for i, a in enumerate(axes):
+            full[a] = (pads[i], pads[i + len(axes)])
+        if any(lo < 0 or hi < 0 for lo, hi in full):
+            raise imp.fail(node, f"negative pads {pads} (cropping) are not supported")
+        if full[0] != (0, 0) or full[1] != (0, 0):
+            raise imp.fail(node, "pads the batch or channel dim; cnngraph pads spatial dims only")
+        if all(p == (0, 0) for p in full):
+            return imp.alias(node, x)
+        imp.add_layer(node, "pad", {"padding": [list(p) for p in full[2:]], "value": imp.f32(value)}, [x.layer])
+        return None
     attrs = (Attr("padding", padding, doc="an int, one per dim, or [lo, hi] per dim"),
              Attr("value", number(), 0.0))
 

@@ -29,6 +29,11 @@ from .base import (
     window_rf,
     window_taps,
     windows,
+    compact_list,
+    flat_pads,
+    onnx_auto_pads,
+    onnx_ints,
+    onnx_padding,
 )
 from ..shapes import Window
 from .lowering import WindowReduce
@@ -67,6 +72,71 @@ class _Window(Layer):
     def op_name(self, in_shapes):
         return f"{self.kind}{spatial_input(self, in_shapes[0])}d"  # raises on a flat input: op = kind
 
+    onnx_hint = True
+
+    def same_function(self, other, in_shape) -> bool:
+        """Same windows (size, step, dilation, first start, count) and, averaging, the same divisors."""
+        if self.infer_shape([in_shape]) != other.infer_shape([in_shape]):
+            return False
+        _, ka, sa, da, pa = self.geometry(in_shape)
+        _, kb, sb, db, pb = other.geometry(in_shape)
+        if (ka, sa, da, [lo for lo, _ in pa]) != (kb, sb, db, [lo for lo, _ in pb]):
+            return False
+        return not hasattr(self, "divisor") or np.array_equal(self.divisor(in_shape), other.divisor(in_shape))
+
+    def onnx_windows(self, node):
+        """Per dim (n, k, s, d, lo, hi, need): `need` is the padded extent the windows touch."""
+        shape = node.in_shapes[0]
+        _, k, s, d, pads = self.geometry(shape)
+        out = node.out_shape[1:]
+        return [(n, kk, ss, dd, lo, hi, (o - 1) * ss + dd * (kk - 1) + 1)
+                for n, kk, ss, dd, (lo, hi), o in zip(shape[1:], k, s, d, pads, out)]
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        imp.only_output(node)  # MaxPool's Indices output (and so storage_order) is refused when used
+        kind = cls.kind
+        x = imp.x(node)
+        nd = len(x.shape) - 1
+        if nd < 1:
+            raise imp.fail(node, f"expected an input with spatial dims, got shape {x.shape}")
+        k = onnx_ints(imp, node, "kernel_shape", None, nd)
+        s = onnx_ints(imp, node, "strides", [1] * nd, nd)
+        d = onnx_ints(imp, node, "dilations", [1] * nd, nd)
+        ceil = bool(imp.attr(node, "ceil_mode", 0))
+        pads, same = onnx_auto_pads(imp, node, x.shape[1:], k, s, d)
+        attrs = {"kernel": compact_list(k), "stride": compact_list(s),
+                 "padding": "same" if same else onnx_padding(pads), "ceil_mode": ceil}
+        if kind == "maxpool":
+            attrs["dilation"] = compact_list(d)
+        else:
+            if any(v != 1 for v in d):
+                raise imp.fail(node, f"dilations {d}: cnngraph's avgpool has no dilation")
+            include = bool(imp.attr(node, "count_include_pad", 0))
+            attrs["count_include_pad"] = include or not any(lo or hi for lo, hi in pads)
+        if imp.attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "") and ceil:
+            raise imp.fail(node, "ceil_mode together with auto_pad is ambiguous in ONNX; refused")
+        candidates = [imp.hint(node, kind)]
+        if not same and any(lo != hi for lo, hi in pads):  # asymmetric pads often mean ceil_mode or 'same'
+            sym = compact_list([lo for lo, _ in pads])
+            candidates += [{**attrs, "padding": sym, "ceil_mode": True}, {**attrs, "padding": sym},
+                           {**attrs, "padding": "same", "ceil_mode": False}]
+        imp.add_layer(node, kind, imp.simplest(kind, attrs, candidates, x.shape), [x.layer])
+        return None
+
+    def torch_fn(self, torch, in_shapes, params):
+        """PyTorch's pools take symmetric padding of at most half the kernel; None otherwise."""
+        F = torch.nn.functional
+        nd, k, s, d, pads = self.geometry(in_shapes[0])
+        if any(lo != hi or lo > kk // 2 for (lo, hi), kk in zip(pads, k)):
+            return None
+        sym = [lo for lo, _ in pads]
+        if self.kind == "maxpool":
+            f = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[nd - 1]
+            return lambda x: f(x, k, s, sym, d, ceil_mode=self.ceil_mode)
+        f = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[nd - 1]
+        return lambda x: f(x, k, s, sym, ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad)
+
     def window(self, in_shape) -> Window:
         """The shared window geometry for this input (ceil_mode resolved)."""
         _, k, s, d, pads = self.geometry(in_shape)
@@ -98,6 +168,21 @@ class MaxPool(_Window):
 
     kind = "maxpool"
     attrs = _Window.attrs + (Attr("dilation", ints(), 1),)
+    onnx_imports = ("MaxPool",)
+
+    def to_onnx(self, b, node, ins, weights):
+        """ceil_mode never goes to ONNX: the padding is widened or cut to exactly these windows;
+        pads ONNX Runtime refuses (not smaller than the kernel) become an explicit Pad node."""
+        dims = self.onnx_windows(node)
+        k = [kk for _, kk, *_ in dims]
+        s = [ss for _, _, ss, *_ in dims]
+        d = [dd for _, _, _, dd, *_ in dims]
+        pads = [(lo, max(0, need - n - lo)) for n, _, _, _, lo, _, need in dims]  # exactly the windows
+        x = ins[0]
+        if any(lo >= kk or hi >= kk for (lo, hi), kk in zip(pads, k)):
+            x, pads = b.explicit_pad(node.name, x, pads, -np.inf), [(0, 0)] * len(dims)
+        return b.node("MaxPool", [x], node.name, node.name, kernel_shape=k, strides=s, pads=flat_pads(pads),
+                      dilations=d)
 
     def lower(self, in_shapes, params):
         return WindowReduce("max", self.window(in_shapes[0]))
@@ -131,6 +216,25 @@ class AvgPool(_Window):
 
     kind = "avgpool"
     attrs = _Window.attrs + (Attr("count_include_pad", boolean, True),)
+    onnx_imports = ("AveragePool",)
+
+    def to_onnx(self, b, node, ins, weights):
+        """count_include_pad with ceil-mode windows past the padding divides by the window clipped to
+        the padded input (PyTorch): an explicit Pad, then count_include_pad=0."""
+        dims = self.onnx_windows(node)
+        k = [kk for _, kk, *_ in dims]
+        s = [ss for _, _, ss, *_ in dims]
+        x = ins[0]
+        include = self.count_include_pad and any(lo or hi for *_, lo, hi, _ in dims)
+        past = any(need > n + lo + hi for n, _, _, _, lo, hi, need in dims)
+        if include and past:
+            x = b.explicit_pad(node.name, x, [(lo, hi) for *_, lo, hi, _ in dims], 0.0)
+            pads = [(0, max(0, need - n - lo - hi)) for n, _, _, _, lo, hi, need in dims]
+            include = False
+        else:
+            pads = [(lo, max(0, need - n - lo)) for n, _, _, _, lo, _, need in dims]
+        return b.node("AveragePool", [x], node.name, node.name, kernel_shape=k, strides=s, pads=flat_pads(pads),
+                      count_include_pad=int(include))
 
     def divisor_counts(self, in_shape) -> list[np.ndarray]:
         """Per spatial dim, the divisor of each output position along it (PyTorch's rule);
@@ -204,6 +308,11 @@ class GlobalAvgPool(_Global):
 
     kind = "global_avgpool"
     reduce = "avg"
+    onnx_op = "GlobalAveragePool"
+    onnx_imports = ("GlobalAveragePool",)
+
+    def torch_fn(self, torch, in_shapes, params):
+        return lambda x: x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)
 
     def reference(self, xs, params):
         x = xs[0]
@@ -223,6 +332,11 @@ class GlobalMaxPool(_Global):
     """`global_maxpool`: max over all spatial positions, keeps (C, 1, ...)."""
 
     kind = "global_maxpool"
+    onnx_op = "GlobalMaxPool"
+    onnx_imports = ("GlobalMaxPool",)
+
+    def torch_fn(self, torch, in_shapes, params):
+        return lambda x: x.amax(dim=tuple(range(2, x.ndim)), keepdim=True)
 
     def reference(self, xs, params):
         x = xs[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .base import Fusion, Layer, Lowered, fc_csr, fc_point
@@ -13,6 +15,30 @@ class Softmax(Layer):
 
     kind = "softmax"
     category = Fusion.OPAQUE
+    onnx_imports = ("Softmax",)
+
+    def to_onnx(self, b, node, ins, weights):
+        return b.node("Softmax", ins, node.name, node.name, axis=1)
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        x = imp.x(node)
+        r = len(x.shape) + 1
+        default = -1 if imp.opset >= 13 else 1
+        axis = imp.attr(node, "axis", default)
+        axis = axis + r if axis < 0 else axis
+        if imp.opset >= 13:
+            ok = axis == 1
+        else:  # before opset 13: softmax over the flattened dims from `axis` on
+            ok = axis == 1 and math.prod(x.shape[1:]) == 1 or r == 2 and axis == 1
+        if not ok:
+            raise imp.fail(node, f"softmax over axis {imp.attr(node, 'axis', default)} of a rank-{r} input "
+                                 f"(opset {imp.opset}): cnngraph's softmax is over the channel axis 1 only")
+        imp.add_layer(node, "softmax", {}, [x.layer])
+        return None
+
+    def torch_fn(self, torch, in_shapes, params):
+        return lambda x: torch.nn.functional.softmax(x, 1)
 
     def lower(self, in_shapes, params):
         """max over channels, then the sum of exp(x - max); y = exp(x - max) / sum."""
