@@ -19,8 +19,11 @@ from hypothesis import strategies as st
 import cnngraph
 from cnngraph import oracle
 from cnngraph import weights as W
+from cnngraph.layers import REGISTRY, Fusion
 
-POINTWISE = ("relu", "relu6", "leaky_relu", "sigmoid", "tanh")
+# pointwise kinds come from the registry (their attributes from their examples), so a new
+# activation is fuzzed without touching this file
+POINTWISE = tuple(sorted(k for k, c in REGISTRY.items() if c.category is Fusion.ELEMWISE))
 # every kind the generator can write; a test checks this covers the registry
 KINDS = ("conv", "maxpool", "avgpool", "global_avgpool", "global_maxpool", *POINTWISE, "softmax", "lrn",
          "batchnorm", "dropout", "pad", "flatten", "linear", "add", "concat")
@@ -105,8 +108,8 @@ def _layer(draw, kind, shapes, recent):
         ins = [x] + [pick(same) for _ in range(draw(st.integers(1, 2)))]  # the same value may come twice
         return {"from": ins}, ins
     attrs = {}
-    if kind == "leaky_relu":
-        attrs["alpha"] = draw(st.sampled_from([0.01, 0.2, 1.5]))
+    if kind in POINTWISE:
+        attrs = dict(draw(st.sampled_from([a for a, _ in REGISTRY[kind].examples] or [{}])))
     if kind == "batchnorm":
         attrs = {"eps": draw(st.sampled_from([1e-5, 0.1])), "affine": draw(st.booleans())}
     if kind == "dropout":

@@ -12,6 +12,7 @@ from .lowering import Pointwise
 
 class _Elementwise(Layer):
     category = Fusion.ELEMWISE
+    examples = (({}, [(20, 7)]), ({}, [(5, 6, 7)]), ({}, [(3, 2, 3, 4)]), ({}, [(9,)]))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -129,6 +130,8 @@ class LeakyRelu(_Elementwise):
 
     kind = "leaky_relu"
     attrs = (Attr("alpha", number(0.0), 0.01, "slope for x < 0"),)
+    examples = (({"alpha": 0.2}, [(20, 7)]), ({}, [(5, 6, 7)]), ({"alpha": 1.5}, [(3, 2, 3, 4)]),
+                ({"alpha": 0.1}, [(9,)]))
     onnx_op = "LeakyRelu"
     onnx_imports = ("LeakyRelu",)
     onnx_attr_names = {"alpha": "alpha"}

@@ -17,6 +17,8 @@ class Add(Layer):
     category = Fusion.MERGE
     n_inputs = None
     onnx_imports = ("Add", "Sum")
+    examples = (({}, [(20, 7), (20, 7)]), ({}, [(5, 6, 7), (5, 6, 7), (5, 6, 7)]), ({}, [(3, 2, 3, 4), (3, 2, 3, 4)]),
+                ({}, [(9,), (9,)]))
 
     def to_onnx(self, b, node, ins, weights):
         return b.node("Add" if len(ins) == 2 else "Sum", ins, node.name, node.name)

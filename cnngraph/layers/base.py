@@ -158,6 +158,9 @@ class Layer:
     category: ClassVar[Fusion] = Fusion.OPAQUE
     n_inputs: ClassVar[int | None] = 1  # None: two or more (concat, add)
     doc: ClassVar[str] = ""
+    # what the generic tests run this kind on (tests/test_registry.py): (attributes, input shapes
+    # without the batch), 1D/2D/3D and flat where the kind applies; every facet is checked on each
+    examples: ClassVar[tuple] = ()
 
     def __init__(self, **values):
         for a in self.attrs:

@@ -19,6 +19,7 @@ class BatchNorm(Layer):
     category = Fusion.FOLD
     attrs = (Attr("eps", number(0.0, lo_open=True), 1e-5), Attr("affine", boolean, True))
     onnx_imports = ("BatchNormalization", "Add", "Sub", "Mul", "Div")
+    examples = (({}, [(20, 7)]), ({"eps": 0.1}, [(5, 6, 7)]), ({"affine": False}, [(3, 2, 3, 4)]), ({}, [(9,)]))
 
     def to_onnx(self, b, node, ins, weights):
         n, c = node.name, node.in_shapes[0][0]

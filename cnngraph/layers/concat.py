@@ -16,6 +16,8 @@ class Concat(Layer):
     category = Fusion.CONCAT
     n_inputs = None
     onnx_imports = ("Concat",)
+    examples = (({}, [(16, 7), (5, 7)]), ({}, [(3, 4, 5), (16, 4, 5), (3, 4, 5)]), ({}, [(2, 2, 3, 4), (3, 2, 3, 4)]),
+                ({}, [(20,), (7,)]))
 
     def to_onnx(self, b, node, ins, weights):
         return b.node("Concat", ins, node.name, node.name, axis=1)

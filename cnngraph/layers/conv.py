@@ -61,6 +61,11 @@ class Conv(Layer):
 
     onnx_imports = ("Conv",)
     onnx_hint = True
+    examples = (({"out": 5, "kernel": 3, "padding": 1}, [(3, 11)]),
+                ({"out": 20, "kernel": 3, "stride": 2, "padding": [[0, 1], [1, 2]]}, [(17, 9, 10)]),
+                ({"out": 6, "kernel": [1, 3], "dilation": 2, "groups": 2, "padding": "same"}, [(4, 7, 9)]),
+                ({"kernel": 3, "groups": "depthwise", "padding": 1, "bias": False}, [(18, 6, 7)]),
+                ({"out": 4, "kernel": 2, "stride": [1, 2, 1]}, [(3, 4, 5, 6)]))
 
     # ---- geometry, shared by every facet ----
     def geometry(self, in_shape):

@@ -17,6 +17,7 @@ class Dropout(Layer):
     category = Fusion.FREE
     attrs = (Attr("p", number(0.0, 1.0), 0.5, "drop probability during training"),)
     onnx_imports = ("Dropout",)
+    examples = (({}, [(20, 7)]), ({"p": 0.1}, [(5, 6, 7)]), ({}, [(9,)]))
     onnx_hint = True
 
     def to_onnx(self, b, node, ins, weights):

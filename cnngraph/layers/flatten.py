@@ -14,6 +14,7 @@ class Flatten(Layer):
     kind = "flatten"
     category = Fusion.FREE
     onnx_imports = ("Flatten", "Reshape", "Squeeze")
+    examples = (({}, [(20, 7)]), ({}, [(5, 6, 7)]), ({}, [(3, 2, 3, 4)]))
 
     def to_onnx(self, b, node, ins, weights):
         return b.node("Flatten", ins, node.name, node.name, axis=1)

@@ -16,6 +16,7 @@ class Linear(Layer):
     category = Fusion.ANCHOR
     attrs = (Attr("out", pos_int, doc="output features"), Attr("bias", boolean, True))
     onnx_imports = ("Gemm", "MatMul")
+    examples = (({"out": 7}, [(20,)]), ({"out": 33, "bias": False}, [(5,)]))
 
     def to_onnx(self, b, node, ins, weights):
         args = [ins[0], b.init(f"{node.name}.weight", weights[f"{node.name}.weight"])]

@@ -18,18 +18,23 @@ class LRN(Layer):
     kind = "lrn"
     category = Fusion.OPAQUE
     onnx_imports = ("LRN",)
+    examples = (({"size": 3, "alpha": 0.1}, [(20, 7)]), ({"size": 4, "alpha": 0.5, "k": 2.0}, [(17, 3, 4)]),
+                ({"size": 5}, [(6, 2, 3, 4)]), ({"size": 2, "alpha": 0.3}, [(9,)]))
     onnx_patterns = ("onnx_band_pattern",)
     onnx_hint = True
 
     def torch_fn(self, torch, in_shapes, params):
+        if len(in_shapes[0]) < 2:
+            return None  # PyTorch's takes (N, C, *spatial) only
         return lambda x: torch.nn.functional.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
 
     def to_onnx(self, b, node, ins, weights):
-        """ONNX's LRN where it means the same (an odd size on a spatial input); otherwise PyTorch's
-        window exactly: x / (k + band(x * x))^beta, the band a 1x1 conv (a Gemm on flat inputs)."""
+        """ONNX's LRN where it means the same and runs (an odd size on a 2D input: ONNX Runtime
+        takes rank 4 only); otherwise PyTorch's window exactly: x / (k + band(x * x))^beta, the
+        band a 1x1 conv (a Gemm on flat inputs)."""
         n = node.name
         rank = len(node.in_shapes[0]) + 1
-        if self.size % 2 == 1 and rank >= 3:
+        if self.size % 2 == 1 and rank == 4:
             return b.node("LRN", ins, n, n, size=int(self.size), alpha=float(self.alpha), beta=float(self.beta),
                           bias=float(self.k))
         c = node.in_shapes[0][0]

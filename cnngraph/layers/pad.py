@@ -15,6 +15,8 @@ class Pad(Layer):
     kind = "pad"
     category = Fusion.OPAQUE
     onnx_imports = ("Pad",)
+    examples = (({"padding": [[1, 2]], "value": 0.5}, [(5, 7)]), ({"padding": 1}, [(17, 4, 5)]),
+                ({"padding": [[0, 1], [2, 0], [1, 1]], "value": -1.0}, [(3, 2, 3, 4)]))
 
     def to_onnx(self, b, node, ins, weights):
         pads = self.pads(node.in_shapes[0])

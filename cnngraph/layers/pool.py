@@ -169,6 +169,9 @@ class MaxPool(_Window):
     kind = "maxpool"
     attrs = _Window.attrs + (Attr("dilation", ints(), 1),)
     onnx_imports = ("MaxPool",)
+    examples = (({"kernel": 2}, [(5, 9)]), ({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, [(18, 10, 9)]),
+                ({"kernel": 2, "stride": 1, "dilation": 2, "padding": [[0, 1], [1, 1]]}, [(4, 7, 8)]),
+                ({"kernel": 2, "stride": [1, 2, 2]}, [(3, 3, 6, 5)]))
 
     def to_onnx(self, b, node, ins, weights):
         """ceil_mode never goes to ONNX: the padding is widened or cut to exactly these windows;
@@ -217,6 +220,9 @@ class AvgPool(_Window):
     kind = "avgpool"
     attrs = _Window.attrs + (Attr("count_include_pad", boolean, True),)
     onnx_imports = ("AveragePool",)
+    examples = (({"kernel": 2}, [(5, 9)]), ({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, [(18, 10, 9)]),
+                ({"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": False}, [(4, 7, 8)]),
+                ({"kernel": 2, "stride": [1, 2, 2]}, [(3, 3, 6, 5)]))
 
     def to_onnx(self, b, node, ins, weights):
         """count_include_pad with ceil-mode windows past the padding divides by the window clipped to
@@ -279,6 +285,7 @@ class AvgPool(_Window):
 
 class _Global(Layer):
     category = Fusion.OPAQUE
+    examples = (({}, [(5, 9)]), ({}, [(20, 6, 7)]), ({}, [(3, 2, 3, 4)]))
 
     def op_name(self, in_shapes):
         return self.kind

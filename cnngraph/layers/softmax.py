@@ -16,6 +16,7 @@ class Softmax(Layer):
     kind = "softmax"
     category = Fusion.OPAQUE
     onnx_imports = ("Softmax",)
+    examples = (({}, [(20,)]), ({}, [(5, 7)]), ({}, [(17, 3, 4)]), ({}, [(3, 2, 3, 4)]))
 
     def to_onnx(self, b, node, ins, weights):
         return b.node("Softmax", ins, node.name, node.name, axis=1)

@@ -1,0 +1,118 @@
+"""Every layer kind, checked everywhere from its file alone: each registered kind's
+`examples` (1D/2D/3D and flat where it applies) run through the compiler (standalone and
+fused into a producer's epilogue where its category allows), export to ONNX and run in
+ONNX Runtime like the reference, import back to the same function, and match PyTorch.
+A new kind with examples is tested here without a new test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+import cnngraph
+from cnngraph import oracle
+from cnngraph.layers import REGISTRY, Fusion
+from cnngraph.spec import INPUT
+
+import netgen  # tests/ is on sys.path (pytest prepends it)
+
+CASES = [(kind, i) for kind, cls in sorted(REGISTRY.items()) for i in range(len(cls.examples))]
+FUSES_INTO_CONV = (Fusion.ELEMWISE, Fusion.FOLD, Fusion.POOL, Fusion.MERGE)
+
+
+def spec(kind: str, i: int, fused: bool = False) -> str:
+    """A net around example i of `kind`: its extra inputs derived from the network input, and with
+    `fused` a conv (or, flat, a linear layer) producing its first input."""
+    attrs, shapes = REGISTRY[kind].examples[i]
+    first = tuple(shapes[0])
+    layers, names = [], []
+    for j, s in enumerate(shapes[1:], 1):
+        s = tuple(s)
+        if s == first:
+            layers.append({"relu": {"name": f"in{j}", "from": INPUT}})
+        elif len(s) == 1:
+            layers.append({"linear": {"name": f"in{j}", "from": INPUT, "out": s[0]}})
+        else:
+            layers.append({"conv": {"name": f"in{j}", "from": INPUT, "out": s[0], "kernel": 1}})
+        names.append(f"in{j}")
+    head = INPUT
+    if fused:
+        anchor = ({"conv": {"name": "anchor", "from": INPUT, "out": first[0], "kernel": 3, "padding": 1}}
+                  if len(first) > 1 else {"linear": {"name": "anchor", "from": INPUT, "out": first[0]}})
+        layers.append(anchor)
+        head = "anchor"
+    multi = REGISTRY[kind].n_inputs is None
+    layers.append({kind: {"name": "x", "from": [head, *names] if multi else head, **attrs}})
+    return yaml.safe_dump({"input": list(first), "layers": layers}, sort_keys=False)
+
+
+def test_every_kind_has_examples_and_every_facet():
+    for kind, cls in REGISTRY.items():
+        assert cls.examples, f"layer kind '{kind}' has no examples for the generic tests"
+        assert cls.onnx_imports or cls.onnx_patterns, f"layer kind '{kind}' imports from no ONNX operator"
+        for attrs, shapes in cls.examples:
+            layer = cls.from_attrs(attrs)
+            layer.infer_shape([tuple(s) for s in shapes])
+
+
+@pytest.mark.parametrize("kind,i", CASES)
+def test_compiled_standalone(kind, i):
+    text = spec(kind, i)
+    for batch, threads in ((1, 1), (3, 2)):
+        assert netgen.check_compiled(text, batch, threads) is None, text
+
+
+@pytest.mark.parametrize("kind,i", CASES)
+def test_compiled_fused_into_its_producer(kind, i):
+    text = spec(kind, i, fused=True)
+    assert netgen.check_compiled(text, 2, 1) is None, text
+    cls = REGISTRY[kind]
+    attrs, shapes = cls.examples[i]
+    spatial = len(shapes[0]) > 1
+    fusable = cls.category in FUSES_INTO_CONV and (spatial or cls.category in (Fusion.ELEMWISE, Fusion.FOLD)) \
+        and not (cls.category is Fusion.MERGE and len(shapes) != 2)
+    if not fusable:
+        return
+    g = cnngraph.load(text)
+    plan = cnngraph.compile(g).plan
+    step = next(s for s in plan.steps if "x" in s.nodes)
+    assert "anchor" in step.nodes, f"'{kind}' was not fused into its producer: {plan.describe()}"
+
+
+@pytest.mark.parametrize("kind,i", CASES)
+def test_onnx_round_trip(kind, i):
+    pytest.importorskip("onnxruntime")
+    from cnngraph.interop import export, import_onnx
+    from cnngraph.interop.runtime import session
+    g = cnngraph.load(spec(kind, i))
+    w = netgen.random_weights(g, 3)
+    x = np.random.default_rng(4).standard_normal((2, *g.input_shape)).astype(np.float32)
+    want = oracle.run(g, x.astype(np.float64), w)
+    model = export(g, w, check=True)
+    sess = session(model, 1)
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert netgen.mismatch(got, want) is None
+    back = import_onnx(model)
+    g2 = cnngraph.load(back.spec)
+    # the same function comes back (an exact ONNX equivalent may take an extra node, such as a Pad)
+    assert kind in [n.kind for n in g2.nodes]
+    assert netgen.mismatch(oracle.run(g2, x, back.weights), want) is None
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_pytorch_agrees(kind):
+    pytest.importorskip("torch")
+    from cnngraph.interop.torch_exec import forward
+    checked = 0
+    for i in range(len(REGISTRY[kind].examples)):
+        g = cnngraph.load(spec(kind, i))
+        w = netgen.random_weights(g, 5)
+        try:
+            run = forward(g, w, np.float64)
+        except cnngraph.CnnGraphError:
+            continue  # no PyTorch equivalent for these attributes (e.g. asymmetric pool padding)
+        x = np.random.default_rng(6).standard_normal((2, *g.input_shape))
+        np.testing.assert_allclose(run(x), oracle.run(g, x, w), rtol=1e-9, atol=1e-9)
+        checked += 1
+    assert checked, f"no example of '{kind}' has a PyTorch equivalent"
