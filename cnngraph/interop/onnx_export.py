@@ -54,11 +54,16 @@ def _plain(v):
 class _Builder:
     """Collects nodes and initializers; names are unique by construction."""
 
-    def __init__(self, onnx):
+    def __init__(self, onnx, opset: int = DEFAULT_OPSET):
         self.onnx = onnx
         self.h = onnx.helper
+        self.opset = opset  # layers pick operators the target opset has
         self.nodes, self.inits, self.value_info = [], [], []
         self.names = set()
+
+    def scalar(self, name: str, value) -> str:
+        """A float32 scalar initializer."""
+        return self.init(name, np.array(value, np.float32))
 
     def init(self, name: str, array: np.ndarray) -> str:
         assert name not in self.names, name
@@ -130,7 +135,7 @@ def export(graph, weights=None, path=None, *, opset: int = DEFAULT_OPSET, seed: 
     g = graph
     w = _weights.resolve(g, weights, seed)
 
-    b = _Builder(onnx)
+    b = _Builder(onnx, opset)
     b.names.update(["input", *(n.name for n in g.nodes)])
     tensor = {INPUT: "input"}
     for node in g.nodes:

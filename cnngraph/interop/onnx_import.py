@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import spec as _spec
 from ..errors import CnnGraphError, LayerError
-from ..layers import REGISTRY, make
+from ..layers import REGISTRY, Fusion, make
 from ..spec import INPUT
 from .common import InteropError, require_onnx
 from .onnx_export import HINT
@@ -45,7 +45,14 @@ BATCH = 7919  # placeholder for the batch size in folded shapes: a prime no real
 MAX_CONST = 1 << 28  # elements a folded constant may have
 IDENTITY_EPS = 1e-30  # a batchnorm with mean 0, var 1 and this eps is exactly x * weight + bias
 
-INFRASTRUCTURE = ("Identity", "Cast", "Shape", "Size")  # operators that are no layer (aliases, shape arithmetic)
+INFRASTRUCTURE = ("Identity", "Cast", "Shape", "Size")
+# elementwise operators a pointwise region may be made of (see _Importer.pointwise_region)
+POINTWISE_OPS = frozenset(("Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf",
+                           "Tanh", "Sigmoid", "Relu", "Clip", "Max", "Min", "HardSigmoid", "HardSwish", "Softplus",
+                           "Softsign", "LeakyRelu", "Elu", "Selu", "Celu", "Gelu", "Mish", "Identity"))
+# where a region's function is compared with the pointwise kinds': a grid, the tails, near zero
+PROBES = np.concatenate([np.linspace(-8, 8, 257), [-100, -30, -12, 12, 30, 100, -1e-3, 1e-3, -1e-6, 1e-6, 0.0],
+                         np.random.default_rng(0).standard_normal(64) * 3]).astype(np.float32)  # operators that are no layer (aliases, shape arithmetic)
 
 
 def _handlers() -> dict:
@@ -140,6 +147,7 @@ class _Importer:
         self.layers: dict[str, _Layer] = {}  # keyed by a unique internal id
         self.init_names: dict[int, str] = {}  # id(array) -> initializer name (for layer names)
         self.static_batch: int | None = None
+        self.consumed: set[int] = set()  # ids of nodes imported as part of a region
 
     # ---- messages ----
     def where(self, node) -> str:
@@ -295,6 +303,8 @@ class _Importer:
         self.input()
         self.used = {i for n in self.g.node for i in n.input} | {o.name for o in self.g.output}
         for node in self.g.node:
+            if id(node) in self.consumed:  # a step of a pointwise region already imported as one layer
+                continue
             if node.domain not in ("", "ai.onnx"):
                 raise self.fail(node, f"operator '{node.op_type}' of domain '{node.domain}' is not supported "
                                 f"(cnngraph imports {supported()})")
@@ -312,6 +322,8 @@ class _Importer:
                 pass
             elif all(i in self.const for i in ins):
                 self.fold(node)
+            elif self.pointwise_region(node):
+                pass
             else:
                 self.dispatch(node)
         outs = list(self.g.output)
@@ -335,6 +347,73 @@ class _Importer:
         return self.fail(node, f"operator '{node.op_type}' is not supported on activations (its output, {step} of "
                          f"'{x}', is {how}; cnngraph reads it only as a step of a multi-node pattern such as an "
                          f"even-size LRN, x / (k + band(x*x))^beta) (cnngraph imports {supported()})")
+
+    # ---- pointwise regions: any decomposition of a pointwise layer (x * sigmoid(x), GELU's erf form) ----
+    def pointwise_region(self, node) -> bool:
+        """Import the largest region of elementwise nodes computing a function of one activation x
+        (with scalar constants) that has one output, as the pointwise layer kind whose function it
+        is. The region is evaluated with ONNX's reference implementation on probe values and
+        compared with each pointwise kind's numpy function; True when one matched."""
+        ins = [i for i in node.input if i in self.live]
+        if node.op_type not in POINTWISE_OPS or len(set(ins)) != 1:
+            return False
+        root = ins[0]
+        region, inside = [], {root}
+        for n in self.g.node:  # nodes are in topological order: one pass grows the region
+            if id(n) in self.consumed or n.op_type not in POINTWISE_OPS or not any(i in inside for i in n.input):
+                continue
+            if n is not node and not region:
+                continue  # grow from `node`, the first reader of the root in the walk
+            if all(i in inside or (i in self.const and np.size(self.const[i]) == 1 and i not in self.batch_dep)
+                   for i in n.input if i) and len(n.output) == 1:
+                region.append(n)
+                inside.add(n.output[0])
+        if len(region) < 2:
+            return False
+        # a chain of operators that are layers of their own is imported node by node (as written);
+        # a region is one layer where it combines its values (x * sigmoid(x)) or uses an operator
+        # no layer takes on its own (Erf)
+        handled = _handlers()
+        combines = any(sum(i in inside for i in n.input) > 1 for n in region)
+        if not combines and all(n.op_type in handled for n in region):
+            return False
+        produced = {n.output[0] for n in region}
+        used_outside = {i for n in self.g.node if n not in region for i in n.input} | {o.name for o in self.g.output}
+        leaving = [t for t in produced if t in used_outside]
+        if len(leaving) != 1:
+            return False
+        out = leaving[0]
+        kind, attrs = self.match_pointwise(region, root, out)
+        if kind is None:
+            return False
+        for n in region:
+            self.consumed.add(id(n))
+        key = self.add_layer(region[-1], kind, attrs, [self.live[root].layer])
+        self.live[out] = _Live(key, self.live[root].shape)
+        return True
+
+    def match_pointwise(self, region, root, out):
+        from onnx.reference import ReferenceEvaluator
+        h = self.onnx.helper
+        consts = {i for n in region for i in n.input if i and i in self.const}
+        graph = h.make_graph(region, "region", [h.make_tensor_value_info(root, self.onnx.TensorProto.FLOAT, None)],
+                             [h.make_tensor_value_info(out, self.onnx.TensorProto.FLOAT, None)],
+                             [self.onnx.numpy_helper.from_array(np.asarray(self.const[c]), c) for c in consts])
+        try:
+            y = np.asarray(ReferenceEvaluator(h.make_model(graph, opset_imports=[h.make_opsetid("", self.opset)]))
+                           .run(None, {root: PROBES})[0], np.float64)
+        except Exception:  # anything the evaluator cannot run is no pointwise function we know
+            return None, None
+        if y.shape != PROBES.shape:
+            return None, None
+        for kind, cls in REGISTRY.items():
+            if cls.category is not Fusion.ELEMWISE or not hasattr(cls, "apply"):
+                continue
+            for attrs in [{}] + [a for a, _ in cls.examples]:
+                want = cls.from_attrs(attrs).apply(PROBES.astype(np.float64))
+                if np.allclose(y, want, rtol=2e-5, atol=2e-6, equal_nan=True):
+                    return kind, attrs
+        return None, None
 
     def pattern_step(self, node) -> bool:
         """Give every layer kind's multi-node patterns (registry `onnx_patterns`) a look at `node`;
