@@ -55,6 +55,11 @@ PROBES = np.concatenate([np.linspace(-8, 8, 257), [-100, -30, -12, 12, 30, 100, 
                          np.random.default_rng(0).standard_normal(64) * 3]).astype(np.float32)  # operators that are no layer (aliases, shape arithmetic)
 
 
+def _key(node) -> tuple:
+    """A node's identity (protobuf wrappers are new objects on every access; outputs are unique)."""
+    return node.op_type, tuple(node.output)
+
+
 def _handlers() -> dict:
     """ONNX operator -> the `from_onnx` of every layer kind that imports it, in registry order."""
     out: dict[str, list] = {}
@@ -147,7 +152,8 @@ class _Importer:
         self.layers: dict[str, _Layer] = {}  # keyed by a unique internal id
         self.init_names: dict[int, str] = {}  # id(array) -> initializer name (for layer names)
         self.static_batch: int | None = None
-        self.consumed: set[int] = set()  # ids of nodes imported as part of a region
+        self.consumed: set = set()  # nodes (by _key) imported as part of a region
+        self._readers: dict | None = None
 
     # ---- messages ----
     def where(self, node) -> str:
@@ -303,7 +309,7 @@ class _Importer:
         self.input()
         self.used = {i for n in self.g.node for i in n.input} | {o.name for o in self.g.output}
         for node in self.g.node:
-            if id(node) in self.consumed:  # a step of a pointwise region already imported as one layer
+            if _key(node) in self.consumed:  # a step of a pointwise region already imported as one layer
                 continue
             if node.domain not in ("", "ai.onnx"):
                 raise self.fail(node, f"operator '{node.op_type}' of domain '{node.domain}' is not supported "
@@ -360,9 +366,9 @@ class _Importer:
         root = ins[0]
         region, inside = [], {root}
         for n in self.g.node:  # nodes are in topological order: one pass grows the region
-            if id(n) in self.consumed or n.op_type not in POINTWISE_OPS or not any(i in inside for i in n.input):
+            if _key(n) in self.consumed or n.op_type not in POINTWISE_OPS or not any(i in inside for i in n.input):
                 continue
-            if n is not node and not region:
+            if _key(n) != _key(node) and not region:
                 continue  # grow from `node`, the first reader of the root in the walk
             if all(i in inside or (i in self.const and np.size(self.const[i]) == 1 and i not in self.batch_dep)
                    for i in n.input if i) and len(n.output) == 1:
@@ -378,7 +384,8 @@ class _Importer:
         if not combines and all(n.op_type in handled for n in region):
             return False
         produced = {n.output[0] for n in region}
-        used_outside = {i for n in self.g.node if n not in region for i in n.input} | {o.name for o in self.g.output}
+        keys = {_key(n) for n in region}
+        used_outside = {i for n in self.g.node if _key(n) not in keys for i in n.input} | {o.name for o in self.g.output}
         leaving = [t for t in produced if t in used_outside]
         if len(leaving) != 1:
             return False
@@ -386,8 +393,7 @@ class _Importer:
         kind, attrs = self.match_pointwise(region, root, out)
         if kind is None:
             return False
-        for n in region:
-            self.consumed.add(id(n))
+        self.consumed.update(keys)
         key = self.add_layer(region[-1], kind, attrs, [self.live[root].layer])
         self.live[out] = _Live(key, self.live[root].shape)
         return True
@@ -414,6 +420,15 @@ class _Importer:
                 if np.allclose(y, want, rtol=2e-5, atol=2e-6, equal_nan=True):
                     return kind, attrs
         return None, None
+
+    def readers_of(self, tensor: str) -> list:
+        """The nodes that read `tensor` (for patterns that must see a value's whole use)."""
+        if self._readers is None:
+            self._readers = {}
+            for n in self.g.node:
+                for i in n.input:
+                    self._readers.setdefault(i, []).append(n)
+        return self._readers.get(tensor, [])
 
     def pattern_step(self, node) -> bool:
         """Give every layer kind's multi-node patterns (registry `onnx_patterns`) a look at `node`;
@@ -528,7 +543,8 @@ class _Importer:
             if why is None:
                 return None
             reasons.append(why)
-        raise self.fail(node, "; ".join(dict.fromkeys(reasons)) + " (no cnngraph layer does that)")
+        raise self.fail(node, f"{'; '.join(dict.fromkeys(reasons))}: no cnngraph layer does that "
+                              f"(cnngraph imports {supported()})")
 
 
 def _same_meaning(kind: str, a: dict, b: dict, in_shape) -> bool:

@@ -72,9 +72,9 @@ class BatchNorm(Layer):
     @classmethod
     def _constant_affine(cls, imp, node):
         a, b = node.input[0], node.input[1] if len(node.input) > 1 else ""
-        if a in imp.live and b in imp.live:
-            return f"{node.op_type.lower()}s two activations"
         op = node.op_type
+        if a in imp.live and b in imp.live:
+            return f"{op} of two activations"
         if a not in imp.live and op in ("Sub", "Div"):
             imp.x(node, 0)  # raises: constant - activation is no layer
         x, c = (imp.live[a], imp.c(node, 1, "operand")) if a in imp.live else (imp.live[b], imp.c(node, 0, "operand"))

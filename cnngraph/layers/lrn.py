@@ -74,6 +74,9 @@ class LRN(Layer):
         op, ins = node.op_type, list(node.input)
         pending = imp.pending
         if op == "Mul" and len(ins) == 2 and ins[0] == ins[1] and ins[0] in imp.live:
+            readers = imp.readers_of(node.output[0])
+            if len(readers) != 1 or readers[0].op_type not in ("Conv", "Gemm"):
+                return False  # a square that is not an LRN window's
             pending[node.output[0]] = ("square", ins[0])
         elif op in ("Conv", "Gemm") and ins and pending.get(ins[0], ("",))[0] == "square":
             x = imp.live[pending[ins[0]][1]]
