@@ -1,4 +1,4 @@
-"""Elementwise activations: relu, relu6, leaky_relu, sigmoid, tanh."""
+"""Elementwise activations: relu, relu6, leaky_relu, sigmoid, tanh, hardswish, hardsigmoid, silu, gelu."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .base import Attr, Fusion, Layer, Lowered, fc_diagonal, fc_point, number
+from .base import Attr, Fusion, Layer, Lowered, choice, fc_diagonal, fc_point, number
 from .lowering import Pointwise
 
 
@@ -200,3 +200,145 @@ def clip_bounds(imp, node) -> tuple[float | None, float | None]:
             raise imp.fail(node, f"expected a scalar {what}, got shape {np.shape(v)}")
     return (None if lo is None else float(np.asarray(lo).reshape(-1)[0]),
             None if hi is None else float(np.asarray(hi).reshape(-1)[0]))
+
+
+class HardSwish(_Elementwise):
+    """`hardswish`: x * relu6(x + 3) / 6 (MobileNetV3)."""
+
+    kind = "hardswish"
+    torch_name = "hardswish"
+    onnx_imports = ("HardSwish",)
+
+    def apply(self, x):
+        return x * np.clip(x + 3, 0, 6) / 6
+
+    def vector(self, m, x):
+        return m.mul(x, m.div(m.clamp(m.add(x, 3.0), 0.0, 6.0), 6.0))
+
+    def slope(self, x):
+        return np.where(x < -3, 0.0, np.where(x > 3, 1.0, (2 * x + 3) / 6))
+
+    def to_onnx(self, b, node, ins, weights):
+        if b.opset >= 14:
+            return b.node("HardSwish", ins, node.name, node.name)
+        gate = b.node("HardSigmoid", ins, f"{node.name}/gate", f"{node.name}/gate", alpha=1 / 6, beta=0.5)
+        return b.node("Mul", [ins[0], gate], node.name, node.name)
+
+
+class HardSigmoid(_Elementwise):
+    """`hardsigmoid: {alpha: 0.1666667, beta: 0.5}`: clamp(alpha * x + beta, 0, 1); the defaults are
+    PyTorch's (relu6(x + 3) / 6), ONNX's operator takes both."""
+
+    kind = "hardsigmoid"
+    attrs = (Attr("alpha", number(), 1 / 6, "slope"), Attr("beta", number(), 0.5, "value at 0"))
+    examples = (({}, [(20, 7)]), ({"alpha": 0.2, "beta": 0.5}, [(5, 6, 7)]), ({"alpha": 0.5, "beta": 0.25},
+                                                                              [(3, 2, 3, 4)]), ({}, [(9,)]))
+    onnx_op = "HardSigmoid"
+    onnx_imports = ("HardSigmoid",)
+    onnx_attr_names = {"alpha": "alpha", "beta": "beta"}
+    fc_mode = "piecewise"
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        attrs = {"alpha": imp.f32(imp.attr(node, "alpha", 0.2)), "beta": imp.f32(imp.attr(node, "beta", 0.5))}
+        imp.add_layer(node, "hardsigmoid", attrs, [imp.x(node).layer])
+        return None
+
+    def apply(self, x):
+        return np.clip(x * x.dtype.type(self.alpha) + x.dtype.type(self.beta), 0, 1)
+
+    def vector(self, m, x):
+        return m.clamp(m.fma(x, self.alpha, self.beta), 0.0, 1.0)
+
+    def slope(self, x):
+        y = self.alpha * x + self.beta
+        return np.where((y > 0) & (y < 1), self.alpha, 0.0)
+
+    def torch_fn(self, torch, in_shapes, params):
+        return lambda x: torch.clamp(x * self.alpha + self.beta, 0, 1)
+
+
+class Silu(_Elementwise):
+    """`silu`: x * sigmoid(x) (swish; EfficientNet's activation)."""
+
+    kind = "silu"
+    torch_name = "silu"
+
+    def apply(self, x):
+        return x * Sigmoid().apply(x)
+
+    def vector(self, m, x):
+        return m.mul(x, Sigmoid().vector(m, x))
+
+    def slope(self, x):
+        s = Sigmoid().apply(x)
+        return s + x * s * (1 - s)
+
+    def to_onnx(self, b, node, ins, weights):
+        gate = b.node("Sigmoid", ins, f"{node.name}/sigmoid", f"{node.name}/sigmoid")
+        return b.node("Mul", [ins[0], gate], node.name, node.name)
+
+
+class Gelu(_Elementwise):
+    """`gelu: {approximate: none}`: x * Phi(x), Phi the normal CDF: 0.5 x (1 + erf(x / sqrt 2));
+    with `approximate: tanh`, 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (PyTorch's two forms)."""
+
+    kind = "gelu"
+    attrs = (Attr("approximate", choice("none", "tanh"), "none", "'none' (exact, erf) or 'tanh'"),)
+    examples = (({}, [(20, 7)]), ({"approximate": "tanh"}, [(5, 6, 7)]), ({}, [(3, 2, 3, 4)]),
+                ({"approximate": "tanh"}, [(9,)]))
+    onnx_imports = ("Gelu",)
+    C = math.sqrt(2 / math.pi)
+
+    def apply(self, x):
+        xf = np.asarray(x, np.float64)
+        if self.approximate == "tanh":
+            y = 0.5 * xf * (1 + np.tanh(self.C * (xf + 0.044715 * xf ** 3)))
+        else:
+            from scipy.special import erf
+            y = 0.5 * xf * (1 + erf(xf / math.sqrt(2)))
+        return y.astype(np.asarray(x).dtype, copy=False)
+
+    def vector(self, m, x):
+        if self.approximate == "tanh":
+            inner = m.mul(m.fma(m.mul(x, x), 0.044715 * self.C, self.C), x)
+            return m.mul(m.mul(x, 0.5), m.add(m.tanh(inner), 1.0))
+        return m.mul(m.mul(x, 0.5), m.add(m.erf(m.mul(x, 1 / math.sqrt(2))), 1.0))
+
+    def slope(self, x):
+        xf = np.asarray(x, np.float64)
+        if self.approximate == "tanh":
+            u = self.C * (xf + 0.044715 * xf ** 3)
+            t = np.tanh(u)
+            return 0.5 * (1 + t) + 0.5 * xf * (1 - t * t) * self.C * (1 + 3 * 0.044715 * xf * xf)
+        from scipy.special import erf
+        return 0.5 * (1 + erf(xf / math.sqrt(2))) + xf * np.exp(-xf * xf / 2) / math.sqrt(2 * math.pi)
+
+    def torch_fn(self, torch, in_shapes, params):
+        return lambda x: torch.nn.functional.gelu(x, approximate=self.approximate)
+
+    def to_onnx(self, b, node, ins, weights):
+        """ONNX's Gelu from opset 20; before, the decomposition PyTorch's exporter writes."""
+        n, x = node.name, ins[0]
+        if b.opset >= 20:
+            return b.node("Gelu", ins, n, n, approximate=self.approximate)
+        if self.approximate == "tanh":
+            cube = b.node("Mul", [b.node("Mul", [x, x], f"{n}/x2", f"{n}/x2"), x], f"{n}/x3", f"{n}/x3")
+            inner = b.node("Add", [x, b.node("Mul", [cube, b.scalar(f"{n}.k", 0.044715)], f"{n}/kx3", f"{n}/kx3")],
+                           f"{n}/poly", f"{n}/poly")
+            core = b.node("Tanh", [b.node("Mul", [inner, b.scalar(f"{n}.c", self.C)], f"{n}/u", f"{n}/u")],
+                          f"{n}/tanh", f"{n}/tanh")
+        else:
+            core = b.node("Erf", [b.node("Div", [x, b.scalar(f"{n}.sqrt2", math.sqrt(2))], f"{n}/scaled",
+                                         f"{n}/scaled")], f"{n}/erf", f"{n}/erf")
+        one = b.node("Add", [core, b.scalar(f"{n}.one", 1.0)], f"{n}/one_plus", f"{n}/one_plus")
+        half = b.node("Mul", [x, b.scalar(f"{n}.half", 0.5)], f"{n}/half_x", f"{n}/half_x")
+        return b.node("Mul", [half, one], n, n)
+
+    @classmethod
+    def from_onnx(cls, imp, node):
+        approximate = imp.attr(node, "approximate", "none")
+        if approximate not in ("none", "tanh"):
+            raise imp.fail(node, f"approximate='{approximate}': expected 'none' or 'tanh'")
+        imp.add_layer(node, "gelu", {"approximate": approximate}, [imp.x(node).layer])
+        return None
