@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
+
 from .errors import CnnGraphError
 from .graph import Graph
 from .report import short_count
@@ -133,3 +135,260 @@ def fc_statistics(graph: Graph):
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.45 / (0.17 * rows + 0.3)),
               ncol=3, frameon=False, handletextpad=0.3, columnspacing=1.0)
     return fig
+
+
+# ---- the FC view, layer by layer (panels built by fcview) ------------------------
+
+INPUT_FILL, OUTPUT_FILL, FIXED_EDGE = "#ffd966", "#9fd49f", "#555555"
+PANEL_W, PANEL_H = 3.8, 3.3
+
+
+def _tie_palette(n: int):
+    """Qualitative colours, one per shared weight: tab10, else tab20 and tab20b (up to 40)."""
+    plt = pyplot()
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    return [plt.get_cmap("tab20" if i < 20 else "tab20b")(i % 20) for i in range(n)]
+
+
+def _subtitle(p) -> str:
+    rows, cols = p.shape
+    d = p.data
+    if p.kind == "nodes":
+        text = f"{rows} outputs (top) read {cols} inputs (bottom) through {len(d['rows'])} connections"
+        if d["colour"] == "tie":
+            return text + f";\nsame colour = same shared weight ({d['tied']} weights)"
+        return text + ("; colour = coefficient" if d["colour"] == "value" else "; fixed coefficients")
+    if p.kind == "tie" and "zoom" in d:
+        r, c = d["zoom"]
+        return (f"{rows:,}x{cols:,} matrix; every channel pair alike:\nout ch 0 x in ch 0, {r}x{c} corner, "
+                f"colour = weight ({d['tied']})")
+    if p.kind == "tie":
+        return f"{rows}x{cols} matrix\ncolour = shared weight ({d.get('tied', '?')}), grey = fixed"
+    if p.kind == "value":
+        step = d.get("step", (1, 1))
+        every = f", every {step[0]}th row / {step[1]}th column" if max(step) > 1 else ""
+        return f"{rows:,}x{cols:,} matrix\ncolour = coefficient{every}"
+    if p.kind == "image":
+        return "its row of A, shaped as the input"
+    if p.kind == "blocks":
+        return f"{rows:,}x{cols:,} matrix\nconnections per (out, in) channel pair"
+    return f"{rows:,}x{cols:,} matrix\nconnections per cell"
+
+
+def _int_ticks(ax):
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6, min_n_ticks=1))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6, min_n_ticks=1))
+
+
+def _colourbar(fig, mappable, ax, label: str, fraction: float = 0.046):
+    cb = fig.colorbar(mappable, ax=ax, fraction=fraction, pad=0.02)
+    cb.set_label(label, fontsize=7)
+    cb.ax.tick_params(labelsize=6.5)
+    return cb
+
+
+def _draw_nodes(fig, ax, p):
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+
+    plt = pyplot()
+    d = p.data
+    xin, xout = d["xin"], d["xout"]
+    segs = [((xin[c], 0.0), (xout[r], 1.0)) for r, c in zip(d["rows"], d["cols"])]
+    lw = 1.8 if len(segs) <= 60 else 1.0 if len(segs) <= 400 else 0.6
+    if d["colour"] == "tie":
+        pal = _tie_palette(len(d["legend"]))
+        colours = [pal[k] if k >= 0 else FIXED_EDGE for k in d["key"]]
+        lc = LineCollection(segs, colors=colours, linewidths=lw, zorder=1)
+        ax.add_collection(lc)
+        handles = [Line2D([], [], color=pal[i], lw=2.5) for i in range(len(d["legend"]))]
+        ax.legend(handles, [f"{name} = {v:.3g}" for name, v in d["legend"]], fontsize=7, frameon=False,
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), ncol=1 + len(handles) // 11)
+    elif d["colour"] == "value":
+        lim = float(np.max(np.abs(d["key"]))) or 1.0
+        lc = LineCollection(segs, cmap="coolwarm", linewidths=lw, zorder=1)
+        lc.set_array(d["key"])
+        lc.set_clim(-lim, lim)
+        ax.add_collection(lc)
+        _colourbar(fig, lc, ax, "coefficient", fraction=0.03)
+    else:
+        ax.add_collection(LineCollection(segs, colors=FIXED_EDGE, linewidths=lw, zorder=1))
+    size = float(min(140.0, 9000.0 / max(len(xin), len(xout), 1)))
+    read = d["read"]
+    ax.scatter(xin[read], np.zeros(int(read.sum())), s=size, c=INPUT_FILL, edgecolors="#333333", linewidths=0.8,
+               zorder=3)
+    if (~read).any():  # inputs no output reads (stride leftovers)
+        ax.scatter(xin[~read], np.zeros(int((~read).sum())), s=size, c="white", edgecolors="#999999",
+                   linewidths=0.8, zorder=3)
+    ax.scatter(xout, np.ones(len(xout)), s=size, c=OUTPUT_FILL, edgecolors="#333333", linewidths=0.8, zorder=3)
+    if len(xin) <= 24:
+        for i, x in enumerate(xin):
+            ax.annotate(f"x{i}", (x, 0), xytext=(0, -11), textcoords="offset points", ha="center", fontsize=7)
+    if len(xout) <= 24:
+        for i, x in enumerate(xout):
+            ax.annotate(f"y{i}", (x, 1), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=7)
+    pad = 0.6
+    ax.set_xlim(min(xin.min(), xout.min()) - pad, max(xin.max(), xout.max()) + pad)
+    ax.set_ylim(-0.3, 1.3)
+    ax.set_axis_off()
+    del plt
+
+
+def _draw_grid(fig, ax, p):
+    plt = pyplot()
+    rows, cols = p.shape
+    if p.kind == "tie":
+        n = p.data.get("tied") or int(np.nanmax(p.image, initial=0)) + 1
+        from matplotlib.colors import ListedColormap
+        cmap = ListedColormap([FIXED_EDGE] + _tie_palette(n))
+        cmap.set_bad("white")
+        ax.imshow(np.ma.masked_invalid(p.image), cmap=cmap, vmin=-1.5, vmax=n - 0.5, interpolation="nearest",
+                  aspect="auto")
+        _int_ticks(ax)
+    elif p.kind in ("value", "image"):
+        finite = np.isfinite(p.image)
+        lim = float(np.max(np.abs(p.image[finite]))) if finite.any() else 1.0
+        cmap = plt.get_cmap("coolwarm").copy()
+        cmap.set_bad("#f4f4f4" if p.kind == "image" else "white")
+        step = p.data.get("step", (1, 1))
+        extent = (-0.5, p.image.shape[1] * step[1] - 0.5, p.image.shape[0] * step[0] - 0.5, -0.5)
+        im = ax.imshow(np.ma.masked_invalid(p.image), cmap=cmap, vmin=-(lim or 1), vmax=lim or 1,
+                       interpolation="nearest", aspect="equal" if p.kind == "image" else "auto",
+                       extent=None if p.kind == "image" else extent)
+        _colourbar(fig, im, ax, "coefficient")
+        if p.kind == "image":
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            _int_ticks(ax)
+    elif p.kind == "blocks":
+        im = ax.imshow(p.image, cmap="viridis", interpolation="nearest", aspect="auto", vmin=0,
+                       extent=(-0.5, p.image.shape[1] - 0.5, p.image.shape[0] - 0.5, -0.5))
+        for c in p.data.get("inputs", []):
+            ax.axvline(c - 0.5, color="white", lw=1)
+        _colourbar(fig, im, ax, "connections per channel pair")
+        _int_ticks(ax)
+        ax.set_xlabel("input channel", fontsize=7)
+        ax.set_ylabel("output channel", fontsize=7)
+    else:
+        im = ax.imshow(np.log10(p.image + 1), cmap="viridis", interpolation="nearest", aspect="auto",
+                       extent=(0, cols, rows, 0), vmin=0)
+        _colourbar(fig, im, ax, "log10(1 + connections per cell)")
+        _int_ticks(ax)
+    if p.kind in ("tie", "value", "density"):
+        ax.set_xlabel("input element (column)", fontsize=7)
+        ax.set_ylabel("output element (row)", fontsize=7)
+    ax.tick_params(labelsize=6.5)
+
+
+def draw_panels(panels, path, title: str | None = None, dpi: int = 100) -> None:
+    """Draw FC-view panels into one PNG: seeds' drawings one per full-width row, matrix pictures in a
+    grid of up to four, identity-like layers as one list of sentences at the end."""
+    plt = pyplot()
+    grid = [p for p in panels if p.kind not in ("nodes", "summary")]
+    words = [p for p in panels if p.kind == "summary"]
+    ncols = max(1, min(4, len(grid)))
+    width = max(10.0, PANEL_W * ncols)
+    rows, current = [], []
+    for p in panels:  # in layer order: a seeds' drawing takes a row of its own
+        if p.kind == "nodes":
+            if current:
+                rows.append(("grid", current, PANEL_H))
+                current = []
+            rows.append(("nodes", [p], 3.0))
+        elif p.kind != "summary":
+            current.append(p)
+            if len(current) == ncols:
+                rows.append(("grid", current, PANEL_H))
+                current = []
+    if current:
+        rows.append(("grid", current, PANEL_H))
+    if words:
+        rows.append(("summary", words, 0.35 + 0.2 * len(words)))
+    heights = [h for _, _, h in rows]
+    total = sum(heights) + 0.8
+    fig = plt.figure(figsize=(width, total))
+    gs = fig.add_gridspec(len(rows), ncols, height_ratios=heights, hspace=0.75, wspace=0.45,
+                          top=1 - 0.8 / total, bottom=0.1 / total)
+    for i, (kind, ps, _) in enumerate(rows):
+        if kind == "nodes":
+            ax = fig.add_subplot(gs[i, :])
+            _draw_nodes(fig, ax, ps[0])
+            ax.set_title(f"{ps[0].title}\n{_subtitle(ps[0])}", fontsize=9)
+        elif kind == "grid":
+            for j, p in enumerate(ps):
+                ax = fig.add_subplot(gs[i, j])
+                _draw_grid(fig, ax, p)
+                ax.set_title(f"{p.title}\n{_subtitle(p)}", fontsize=8)
+        else:
+            ax = fig.add_subplot(gs[i, :])
+            ax.set_axis_off()
+            lines = ["identity-like layers (at most one connection per row and column), told rather than drawn:"]
+            lines += [f"  {p.title}: {p.data['text']}" for p in ps]
+            ax.text(0, 1, "\n".join(lines), va="top", ha="left", fontsize=8, family="monospace",
+                    transform=ax.transAxes)
+    if title:
+        fig.suptitle(title, fontsize=11, y=1 - 0.15 / total)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+# ---- effective receptive field ----------------------------------------------------
+
+def erf_figure(e):
+    """The ERF heatmap over the theoretical receptive field's box (clipped to the input), with the
+    radii holding 50% and 95% of the mass and the unclipped theoretical field outlined."""
+    plt = pyplot()
+    from matplotlib.patches import Circle, Rectangle
+
+    heat = e.heat
+    while heat.ndim > 2:  # a 3D input: sum over its first spatial dim (depth or time)
+        heat = heat.sum(axis=0)
+    centre, size, box = e.centre[-heat.ndim:], e.theoretical_size[-heat.ndim:], e.box[-heat.ndim:]
+    unit = ",".join(map(str, e.unit))
+    title = (f"effective receptive field of {e.layer}[{unit}] ({e.op}), mean over {e.inputs} input(s)\n"
+             f"theoretical {'x'.join(f'{s:g}' for s in e.theoretical_size)} px; 50% of the mass within "
+             f"r = {e.radius_50:.1f} px, 95% within r = {e.radius_95:.1f} px")
+    if heat.ndim == 1:
+        fig, ax = plt.subplots(figsize=(8, 3.2))
+        lo, hi = box[0]
+        xs = np.arange(lo, hi)
+        ax.bar(xs, heat[lo:hi], width=1.0, color="#c44e52")
+        for r, ls in ((e.radius_50, "--"), (e.radius_95, ":")):
+            for sgn in (-1, 1):
+                ax.axvline(centre[0] + sgn * r, color="#333333", ls=ls, lw=1)
+        ax.set_xlabel("input position", fontsize=8)
+        ax.set_ylabel("mean |d unit / d input|", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        return fig
+    (y0, y1), (x0, x1) = box
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    im = ax.imshow(heat[y0:y1, x0:x1], cmap="magma", interpolation="nearest", origin="upper",
+                   extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    cb.set_label("mean |d unit / d input|, summed over channels", fontsize=7)
+    cb.ax.tick_params(labelsize=7)
+    cy, cx = centre
+    for r, ls, lab in ((e.radius_50, "--", "50% of the mass"), (e.radius_95, ":", "95% of the mass")):
+        ax.add_patch(Circle((cx, cy), r, fill=False, ec="#00e5ff", ls=ls, lw=1.4, label=lab))
+    sy, sx = size
+    ax.add_patch(Rectangle((cx - sx / 2, cy - sy / 2), sx, sy, fill=False, ec="#7fff7f", lw=1.2,
+                           label="theoretical receptive field"))
+    ax.plot([cx], [cy], "+", color="#00e5ff", ms=10, mew=1.5)
+    ax.set_xlim(x0 - 0.5, x1 - 0.5)
+    ax.set_ylim(y1 - 0.5, y0 - 0.5)
+    ax.set_xlabel("input x (px)", fontsize=8)
+    ax.set_ylabel("input y (px)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="upper right", framealpha=0.7)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def save_png(fig, path, dpi: int = 100) -> None:
+    """Write a figure as PNG and close it."""
+    plt = pyplot()
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
