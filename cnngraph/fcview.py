@@ -579,6 +579,10 @@ def erf(graph: Graph, layer: str, unit=None, inputs=1, weights=None, seed: int =
     rows[:, np.ravel_multi_index(unit, shape)] = 1.0
     g, _, mode = backward(graph, node.name, rows, np.arange(n), w, values, max_bytes - acts_bytes)
     heat = np.abs(g).reshape(n, *graph.input_shape).sum(axis=1).mean(axis=0)
+    if not heat.any():
+        raise FCViewError(f"the row of {node.name}[{','.join(map(str, unit))}] is zero on all {n} input(s): no input "
+                          f"pixel reaches this unit there (ReLUs closed on its whole path?) — try more --inputs, "
+                          f"another --seed or another unit")
     rf = node.receptive_field
     spatial = graph.input_shape[1:]
     if rf is None:  # flat: the whole input
@@ -901,7 +905,7 @@ def layer_panel(title: str, lo: Lowered, node: Node) -> Panel:
             return Panel(title, "tie", zoom, (rows, cols), {"tied": int(np.nanmax(zoom)) + 1, "zoom": zoom.shape})
         return Panel(title, "blocks", counts, (rows, cols), {"inputs": [int(c) for c in chan0[1:-1]],
                                                               "per_pair": float(counts.max())})
-    if not shared and lo.mode == "linear" and node.n_params and m.nnz == rows * cols:
+    if ties.size == m.nnz == rows * cols:
         # a dense linear layer: its weights by value, every k-th row and column
         step_r, step_c = max(1, math.ceil(rows / 256)), max(1, math.ceil(cols / 256))
         sub = m[::step_r][:, ::step_c].toarray()

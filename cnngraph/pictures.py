@@ -242,16 +242,14 @@ def _draw_grid(fig, ax, p):
     if p.kind == "tie":
         n = p.data.get("tied") or int(np.nanmax(p.image, initial=0)) + 1
         from matplotlib.colors import ListedColormap
-        cmap = ListedColormap([FIXED_EDGE] + _tie_palette(n))
-        cmap.set_bad("white")
+        cmap = ListedColormap([FIXED_EDGE] + _tie_palette(n)).with_extremes(bad="white")
         ax.imshow(np.ma.masked_invalid(p.image), cmap=cmap, vmin=-1.5, vmax=n - 0.5, interpolation="nearest",
                   aspect="auto")
         _int_ticks(ax)
     elif p.kind in ("value", "image"):
         finite = np.isfinite(p.image)
         lim = float(np.max(np.abs(p.image[finite]))) if finite.any() else 1.0
-        cmap = plt.get_cmap("coolwarm").copy()
-        cmap.set_bad("#f4f4f4" if p.kind == "image" else "white")
+        cmap = plt.get_cmap("coolwarm").with_extremes(bad="#f4f4f4" if p.kind == "image" else "white")
         step = p.data.get("step", (1, 1))
         extent = (-0.5, p.image.shape[1] * step[1] - 0.5, p.image.shape[0] * step[0] - 0.5, -0.5)
         im = ax.imshow(np.ma.masked_invalid(p.image), cmap=cmap, vmin=-(lim or 1), vmax=lim or 1,
@@ -284,7 +282,12 @@ def _draw_grid(fig, ax, p):
 
 
 def draw_panels(panels, path, title: str | None = None, dpi: int = 100) -> None:
-    """Draw FC-view panels into one PNG: seeds' drawings one per full-width row, matrix pictures in a
+    """Draw FC-view panels into one PNG (see `panels_figure`)."""
+    save_png(panels_figure(panels, title), path, dpi)
+
+
+def panels_figure(panels, title: str | None = None):
+    """FC-view panels in layer order: seeds' drawings one per full-width row, matrix pictures in a
     grid of up to four, identity-like layers as one list of sentences at the end."""
     plt = pyplot()
     grid = [p for p in panels if p.kind not in ("nodes", "summary")]
@@ -331,8 +334,7 @@ def draw_panels(panels, path, title: str | None = None, dpi: int = 100) -> None:
                     transform=ax.transAxes)
     if title:
         fig.suptitle(title, fontsize=11, y=1 - 0.15 / total)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 # ---- effective receptive field ----------------------------------------------------

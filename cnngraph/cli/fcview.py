@@ -58,7 +58,8 @@ def erf_main(args, graph, x) -> int:
     if x is not None and x.shape == tuple(graph.input_shape):
         x = x[None]
     name, unit = fcview.parse_unit(args.erf, graph)
-    e = fcview.erf(graph, name, unit, inputs=x if x is not None else (args.inputs or 1), weights=args.weights,
+    n = 1 if args.inputs is None else args.inputs
+    e = fcview.erf(graph, name, unit, inputs=x if x is not None else n, weights=args.weights,
                    seed=args.seed, max_bytes=int(args.max_memory * 2**30))
     if args.png:
         from .. import pictures
