@@ -802,21 +802,24 @@ def identity_like(m, bias=None) -> str | None:
     >>> identity_like(sp.diags([1.0, 0.0, 1.0]).tocsr())
     'a 0/1 selection: each output copies one input; 2 of 3 outputs are connected, 2 of 3 inputs are read'
     """
-    m = sp.csr_matrix(m)
-    m.eliminate_zeros()
+    m = sp.csr_matrix(m)  # shares the caller's arrays: read only
     rows, cols = m.shape
-    if m.nnz and (np.diff(m.indptr).max() > 1 or np.bincount(m.indices, minlength=cols).max() > 1):
+    if np.diff(m.indptr).max(initial=0) > 1 and (m.data != 0).all():
+        return None  # the common case, decided without a copy
+    keep = m.data != 0
+    r = np.repeat(np.arange(rows), np.diff(m.indptr))[keep]
+    c, data = m.indices[keep], m.data[keep]
+    if r.size and (np.bincount(r, minlength=rows).max() > 1 or np.bincount(c, minlength=cols).max() > 1):
         return None
     b = np.zeros(rows) if bias is None else np.asarray(bias)
-    ones = bool(np.all(m.data == 1.0))
-    if ones and rows == cols and m.nnz == rows and np.array_equal(m.indices, np.arange(rows)) and not b.any():
+    ones = bool(np.all(data == 1.0))
+    if ones and rows == cols and r.size == rows and np.array_equal(c, np.arange(rows)) and not b.any():
         return f"identity on {rows:,} elements"
     if ones:
-        read = np.unique(m.indices).size
-        return (f"a 0/1 selection: each output copies one input; {m.nnz:,} of {rows:,} outputs are connected, "
-                f"{read:,} of {cols:,} inputs are read")
-    lo, hi = (float(m.data.min()), float(m.data.max())) if m.nnz else (0.0, 0.0)
-    return (f"a diagonal scaling y_i = a_i x_j(i) + b_i on {m.nnz:,} of {rows:,} outputs, a in [{lo:.3g}, {hi:.3g}]"
+        return (f"a 0/1 selection: each output copies one input; {r.size:,} of {rows:,} outputs are connected, "
+                f"{np.unique(c).size:,} of {cols:,} inputs are read")
+    lo, hi = (float(data.min()), float(data.max())) if r.size else (0.0, 0.0)
+    return (f"a diagonal scaling y_i = a_i x_j(i) + b_i on {r.size:,} of {rows:,} outputs, a in [{lo:.3g}, {hi:.3g}]"
             + (f", b in [{float(b.min()):.3g}, {float(b.max()):.3g}]" if b.any() else ""))
 
 

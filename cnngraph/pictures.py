@@ -167,7 +167,7 @@ def _subtitle(p) -> str:
         return f"{rows}x{cols} matrix\ncolour = shared weight ({d.get('tied', '?')}), grey = fixed"
     if p.kind == "value":
         step = d.get("step", (1, 1))
-        every = f", every {step[0]}th row / {step[1]}th column" if max(step) > 1 else ""
+        every = f"; rows in steps of {step[0]}, columns of {step[1]}" if max(step) > 1 else ""
         return f"{rows:,}x{cols:,} matrix\ncolour = coefficient{every}"
     if p.kind == "image":
         return "its row of A, shaped as the input"
@@ -313,7 +313,7 @@ def panels_figure(panels, title: str | None = None):
     heights = [h for _, _, h in rows]
     total = sum(heights) + 0.8
     fig = plt.figure(figsize=(width, total))
-    gs = fig.add_gridspec(len(rows), ncols, height_ratios=heights, hspace=0.75, wspace=0.45,
+    gs = fig.add_gridspec(len(rows), ncols, height_ratios=heights, hspace=0.75, wspace=0.6,
                           top=1 - 0.8 / total, bottom=0.1 / total)
     for i, (kind, ps, _) in enumerate(rows):
         if kind == "nodes":
@@ -350,8 +350,10 @@ def erf_figure(e):
         heat = heat.sum(axis=0)
     centre, size, box = e.centre[-heat.ndim:], e.theoretical_size[-heat.ndim:], e.box[-heat.ndim:]
     unit = ",".join(map(str, e.unit))
+    clipped = any(hi - lo < s for (lo, hi), s in zip(e.box, e.theoretical_size))
     title = (f"effective receptive field of {e.layer}[{unit}] ({e.op}), mean over {e.inputs} input(s)\n"
-             f"theoretical {'x'.join(f'{s:g}' for s in e.theoretical_size)} px; 50% of the mass within "
+             f"theoretical {'x'.join(f'{s:g}' for s in e.theoretical_size)} px"
+             f"{' (clipped to the input)' if clipped else ''}; 50% of the mass within "
              f"r = {e.radius_50:.1f} px, 95% within r = {e.radius_95:.1f} px")
     if heat.ndim == 1:
         fig, ax = plt.subplots(figsize=(8, 3.2))

@@ -256,12 +256,13 @@ def _rich_dot(graph: Graph, detail: bool, fusion, q, dims) -> str:
         what = " · ".join(t for t in (n.op if n.op != shown else "", attr_text(n)) if t)
         rows = [f"<b>{html.escape(shown)}</b>"] + ([html.escape(what)] if what else []) + [html.escape(dims(n.out_shape))]
         if detail and (n.n_params or n.macs):
-            rows.append(f'<font point-size="8" color="#555555">{n.n_params:,} params · {short_count(n.macs)} MACs</font>')
+            cost = f"{n.n_params:,} params" + (f" · {short_count(n.macs)} MACs" if n.macs else "")
+            rows.append(f'<font point-size="8" color="#555555">{cost}</font>')
         return "<" + "<br/>".join(rows) + ">"
 
     def node_line(n: Node, indent: str):
-        key = container[n.name]
-        prefix = key[1] + "." if key and key[0] == "block" else ""
+        inner = chain(n.name)
+        prefix = inner[-1][1] + "." if inner else ""  # the innermost block names the rest
         sym = step_of.get(n.name)
         attrs = [f"label={label(n, n.name[len(prefix):] if detail else n.name)}", f"id={q('layer:' + n.name)}",
                  f"tooltip={q(n.name + (f' — kernel {sym}' if sym else ' — no native code of its own'))}"]

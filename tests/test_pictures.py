@@ -159,6 +159,12 @@ def test_identity_like_refuses_two_connections_in_a_row():
     assert fcview.identity_like(sp.csr_matrix(np.array([[1.0, 0.0], [1.0, 0.0]]))) is None
 
 
+def test_identity_like_ignores_stored_zeros_and_leaves_the_matrix_alone():
+    m = sp.csr_matrix((np.array([0.0, 2.0, 3.0]), np.array([0, 1, 0]), np.array([0, 2, 3])), shape=(2, 2))
+    assert fcview.identity_like(m).startswith("a diagonal scaling y_i = a_i x_j(i) + b_i on 2 of 2 outputs")
+    assert m.nnz == 3 and m.data.tolist() == [0.0, 2.0, 3.0]
+
+
 def test_network_rows_are_shaped_as_the_input():
     g = load("input: [3, 6, 5]\nlayers: [{conv: {out: 2, kernel: 3}}, relu, flatten, {linear: {out: 4}}]")
     nm = fcview.compose(g, seed=1)
