@@ -75,43 +75,47 @@ def graph_svg(graph: Graph, fusion=None) -> str:
 # ---- the page -------------------------------------------------------------------
 
 CSS = """
-body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto;
-       max-width: 1400px; padding: 16px 24px; color: #222; }
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
-.summary { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; margin: 8px 0; }
-.summary dt { color: #666; } .summary dd { margin: 0; }
-.note { color: #666; font-size: 13px; } .warn { color: #a33; }
-.graph { overflow: auto; max-height: 1600px; border: 1px solid #ddd; padding: 6px; background: #fff; }
-.graph svg { max-width: 100%; height: auto; display: block; margin: 0 auto; }
-.legend span.sw { display: inline-block; width: 14px; height: 14px; border-radius: 3px; vertical-align: -2px;
-                  margin: 0 4px 0 12px; border: 1px solid #888; }
-.chart img { max-width: 100%; }
-table.layers { border-collapse: collapse; font-size: 12.5px; }
-table.layers th, table.layers td { padding: 2px 8px; border-bottom: 1px solid #eee; white-space: nowrap; }
-table.layers th { text-align: left; background: #f6f6f6; position: sticky; top: 0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.block { background: #fafafa; cursor: pointer; font-weight: 600; }
-tr.block td:first-child::before { content: "\\25BE  "; color: #888; }
-tr.block.closed td:first-child::before { content: "\\25B8  "; }
-span.k { border-radius: 3px; padding: 0 4px; }
-ul.outline { font-size: 13px; } ul.outline li { margin: 1px 0; }
-button { font-size: 12px; margin-right: 6px; }
+.cg { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto;
+      max-width: 1400px; padding: 16px 24px; color: #222; background: #fff; }
+.cg h1 { font-size: 22px; margin: 0 0 4px; }
+.cg h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
+.cg .summary { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; margin: 8px 0; }
+.cg .summary dt { color: #666; } .cg .summary dd { margin: 0; }
+.cg .note { color: #666; font-size: 13px; } .cg .warn { color: #a33; }
+.cg .graph { overflow: auto; max-height: 1600px; border: 1px solid #ddd; padding: 6px; background: #fff; }
+.cg .graph svg { max-width: 100%; height: auto; display: block; margin: 0 auto; }
+.cg .legend span.sw { display: inline-block; width: 14px; height: 14px; border-radius: 3px; vertical-align: -2px;
+                      margin: 0 4px 0 12px; border: 1px solid #888; }
+.cg .chart img { max-width: 100%; }
+.cg table.layers { border-collapse: collapse; font-size: 12.5px; }
+.cg table.layers th, .cg table.layers td { padding: 2px 8px; border-bottom: 1px solid #eee; white-space: nowrap; }
+.cg table.layers th { text-align: left; background: #f6f6f6; position: sticky; top: 0; }
+.cg td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.cg tr.block { background: #fafafa; cursor: pointer; font-weight: 600; }
+.cg tr.block td:first-child::before { content: "\\25BE  "; color: #888; }
+.cg tr.block.closed td:first-child::before { content: "\\25B8  "; }
+.cg span.k { border-radius: 3px; padding: 0 4px; }
+.cg ul.outline { font-size: 13px; } .cg ul.outline li { margin: 1px 0; }
+.cg button { font-size: 12px; margin-right: 6px; }
 """
 
+# scoped to one report, so that several can share a notebook
 JS = """
-function refresh() {
-  const closed = new Set([...document.querySelectorAll('tr.block.closed')].map(t => t.dataset.block));
-  document.querySelectorAll('table.layers tr[data-in]').forEach(tr => {
-    tr.hidden = tr.dataset.in.split(' ').some(p => p && closed.has(p));
-  });
-}
-function setAll(close) {
-  document.querySelectorAll('tr.block').forEach(t => t.classList.toggle('closed', close)); refresh();
-}
-document.querySelectorAll('tr.block').forEach(t => t.addEventListener('click', () => {
-  t.classList.toggle('closed'); refresh();
-}));
-setAll(true);
+(function () {
+  const root = document.currentScript.parentElement;
+  const blocks = () => root.querySelectorAll('tr.block');
+  function refresh() {
+    const closed = new Set([...root.querySelectorAll('tr.block.closed')].map(t => t.dataset.block));
+    root.querySelectorAll('table.layers tr[data-in]').forEach(tr => {
+      tr.hidden = tr.dataset.in.split(' ').some(p => p && closed.has(p));
+    });
+  }
+  function setAll(close) { blocks().forEach(t => t.classList.toggle('closed', close)); refresh(); }
+  blocks().forEach(t => t.addEventListener('click', () => { t.classList.toggle('closed'); refresh(); }));
+  root.querySelector('button.expand').addEventListener('click', () => setAll(false));
+  root.querySelector('button.collapse').addEventListener('click', () => setAll(true));
+  setAll(true);
+})();
 """
 
 
@@ -226,17 +230,18 @@ def _table(graph: Graph, fusion) -> str:
             cells.append(f'<td><span class="k" style="background:{col}">{_e(sym)}</span></td>' if col
                          else f"<td>{_e(sym or 'none (in place)')}</td>")
         rows.append(f'<tr data-in="{_e(" ".join(chain))}">' + "".join(cells) + "</tr>")
-    return (f'<p><button onclick="setAll(false)">expand all</button><button onclick="setAll(true)">collapse all'
+    return (f'<p><button class="expand">expand all</button><button class="collapse">collapse all'
             f'</button><span class="note">click a block to open or close it</span></p>'
             f'<table class="layers"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
-def to_html(graph: Graph, fusion=True, weights=None, charts: bool = True) -> str:
+def to_html(graph: Graph, fusion=True, weights=None, charts: bool = True, fragment: bool = False) -> str:
     """The report page as one HTML string (styles, graph and charts inline; no network access).
 
     `fusion`: True asks the compiler's plan for the fused kernels (`fusion_groups`), False
     leaves them out, or give the (symbol, layers) list. `charts` needs matplotlib; where it is
-    missing the page says so.
+    missing the page says so. `fragment`: one self-contained <div> (styles and script scoped to
+    it) instead of a whole document, for a notebook's `_repr_html_`.
     """
     notes = []
     if fusion is True:
@@ -278,7 +283,9 @@ def to_html(graph: Graph, fusion=True, weights=None, charts: bool = True) -> str
     if dot_program() is None:
         sections.append(f"<h2>DOT source</h2><pre>{_e(report.to_dot(graph, detail=True, fusion=fusion))}</pre>")
     note_html = "".join(f'<p class="warn">{_e(n)}</p>' for n in notes)
+    body = (f'<div class="cg"><style>{CSS}</style><h1>{_e(graph.name)}</h1>{_summary(graph, fusion)}{note_html}'
+            f"{''.join(sections)}<script>{JS}</script></div>")
+    if fragment:
+        return body
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_e(graph.name)} — cnngraph report</title><style>{CSS}</style></head><body>"
-            f"<h1>{_e(graph.name)}</h1>{_summary(graph, fusion)}{note_html}{''.join(sections)}"
-            f"<script>{JS}</script></body></html>\n")
+            f"<title>{_e(graph.name)} — cnngraph report</title></head><body style=\"margin:0\">{body}</body></html>\n")

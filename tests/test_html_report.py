@@ -229,3 +229,22 @@ def test_googlenet_report_in_headless_chromium(googlenet, tmp_path):
     rgb = np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)])
     rows = np.flatnonzero(np.all(np.abs(img.astype(int) - rgb) <= 2, axis=-1).any(1))
     assert rows.max() - rows.min() > 1000
+
+
+def test_fragment_for_notebooks_is_one_scoped_div():
+    g = load("input: [1, 8, 8]\nlayers: [{conv: {out: 2, kernel: 3, name: a.conv}}, {relu: {name: a.relu}}]")
+    frag = html_report.to_html(g, fusion=False, charts=False, fragment=True)
+    assert frag.startswith('<div class="cg"><style>') and frag.endswith("</script></div>")
+    assert "<html" not in frag and "<body" not in frag
+    css = frag[frag.index("<style>") + 7:frag.index("</style>")]
+    assert all(line.startswith(".cg") for line in css.splitlines() if "{" in line and not line.startswith(" "))
+
+
+def test_two_fragments_in_one_page_each_work(tmp_path):
+    g = load("input: [1, 8, 8]\nlayers: [{conv: {out: 2, kernel: 3, name: a.conv}}, {relu: {name: a.relu}}]")
+    frag = html_report.to_html(g, fusion=False, charts=False, fragment=True)
+    page = tmp_path / "two.html"
+    page.write_text(f"<!DOCTYPE html><html><body>{frag}{frag}</body></html>")
+    _, dom = dump_dom(page, tmp_path / "dom")
+    assert dom.count('<tr class="block closed" data-block="a"') == 2
+    assert dom.count('<tr data-in="a" hidden="">') == 4
