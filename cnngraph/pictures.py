@@ -91,8 +91,14 @@ def rf_growth(graph: Graph):
     ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
     ax.set_ylim(0.8, ticks[-1] * 1.2)
     pos, labels = _block_ticks([n.name for n in nodes])
-    step = max(1, math.ceil(len(pos) / 40))  # at most about 40 labels
-    ax.set_xticks(pos[::step], labels[::step], rotation=90, fontsize=7)
+    gap, shown = len(nodes) / 60, []  # labels closer than a sixtieth of the axis would overlap
+    sizes = {p: q - p for p, q in zip(pos, pos[1:] + [len(nodes)])}
+    for p, lab in zip(pos, labels):
+        if not shown or p - shown[-1][0] >= gap:
+            shown.append((p, lab))
+        elif sizes[p] > sizes[shown[-1][0]]:  # too close: keep the label of the longer stretch
+            shown[-1] = (p, lab)
+    ax.set_xticks([p for p, _ in shown], [lab for _, lab in shown], rotation=90, fontsize=7)
     ax.set_xlim(-1, len(nodes))
     ax.set_ylabel("input pixels", fontsize=8)
     ax.set_title(f"{graph.name}: receptive field growth, layer by layer", fontsize=10)

@@ -1,6 +1,7 @@
 """FC-view pictures: the right panel per layer, and pixel checks that the right things are drawn."""
 
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -215,4 +216,32 @@ def test_erf_figure_marks_radii_and_box():
     (y0, y1), (x0, x1) = e.box
     np.testing.assert_allclose(im.get_array(), e.heat[y0:y1, x0:x1])
     assert "95% within" in ax.get_title()
+    matplotlib.pyplot.close(fig)
+
+
+# ---- the report's charts ------------------------------------------------------------------
+
+def test_rf_growth_plots_each_layers_field_against_the_input():
+    g = load(pathlib.Path(__file__).resolve().parent.parent / "specs" / "resnet50.yaml")
+    fig = pictures.rf_growth(g)
+    ax = fig.axes[0]
+    spatial = [n for n in g.nodes if n.receptive_field]
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [n.receptive_field[0][0] for n in spatial])
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), [n.receptive_field[0][1] for n in spatial])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["conv1", "layer1", "layer2", "layer3", "layer4",
+                                                           "avgpool"]
+    assert any(list(line.get_ydata()) == [224, 224] for line in ax.lines)  # the input size
+    matplotlib.pyplot.close(fig)
+
+
+def test_fc_statistics_chart_shows_params_connections_and_dense_params_per_layer():
+    g = load("input: [3, 16, 16]\nlayers: [{conv: {out: 4, kernel: 3}}, relu, flatten, {linear: {out: 5}}]")
+    fig = pictures.fc_statistics(g)
+    ax = fig.axes[0]
+    params, conns, dense = (c.get_offsets()[:, 0] for c in ax.collections)
+    views = [fcview.analytic(n) for n in g.nodes if n.macs]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["conv1", "linear1"]
+    np.testing.assert_array_equal(params, [v.params for v in views])
+    np.testing.assert_array_equal(conns, [4 * 14 * 14 * 27, 784 * 5])
+    np.testing.assert_array_equal(dense, [v.dense_params for v in views])
     matplotlib.pyplot.close(fig)
