@@ -50,10 +50,10 @@ MAP_BYTES_PER_NNZ = 12  # a composed map: float64 value + int32 column (no ties)
 DEFAULT_MAX_BYTES = 4 << 30
 MODES = ("linear", "piecewise", "local")  # in order of weakness: the network takes the weakest
 
-__all__ = ["BYTES_PER_NNZ", "DEFAULT_MAX_BYTES", "FCView", "FCViewError", "LayerView", "Lowered", "NetworkMap",
-           "ERF", "NetworkView", "Panel", "analytic", "compose", "connectivity_image", "erf", "estimate_network", "format_bytes",
-           "format_table", "identity_like", "layer_bytes", "layer_panel", "lower", "lower_node", "network_panels",
-           "parse_unit", "plot", "prepare", "save_npz", "to_json", "view"]
+__all__ = ["BYTES_PER_NNZ", "DEFAULT_MAX_BYTES", "ERF", "FCView", "FCViewError", "LayerView", "Lowered",
+           "NetworkMap", "NetworkView", "Panel", "analytic", "ancestors", "backward", "compose", "connectivity_image", "erf",
+           "estimate_network", "format_bytes", "format_table", "identity_like", "layer_bytes", "layer_panel",
+           "lower", "lower_node", "network_panels", "parse_unit", "plot", "prepare", "save_npz", "to_json", "view"]
 
 
 class FCViewError(CnnGraphError):
@@ -927,11 +927,8 @@ def network_panels(nm: NetworkMap, input_shape, max_rows: int = 16) -> list[Pane
             img = dense[r].reshape(input_shape)
             if img.ndim > 3:  # 3D input: average over depth
                 img = img.mean(axis=1)
-            if img.ndim == 2:  # (C, L)
-                pass
-            else:  # (C, H, W) -> H x (C*W) with a NaN column between channels
-                c, h, w = img.shape
-                img = np.concatenate([np.pad(img[i], ((0, 0), (0, 1)), constant_values=np.nan) for i in range(c)],
+            if img.ndim == 3:  # (C, H, W) -> H x (C*W) with a NaN column between channels; (C, L) stays
+                img = np.concatenate([np.pad(ch, ((0, 0), (0, 1)), constant_values=np.nan) for ch in img],
                                      axis=1)[:, :-1]
             out.append(Panel(f"network output {r}", "image", img, nm.A.shape,
                              {"channels": int(input_shape[0]), "mode": nm.mode}))

@@ -138,11 +138,10 @@ def _summary(graph: Graph, fusion) -> str:
     items = [("input", _dims(graph.input_shape)),
              ("output", f"{_dims(graph.output_shape)} ('{graph.output}')"),
              ("layers", f"{len(graph.nodes)}"),
-             ("parameters", f"{t['params']:,} trainable, {t['buffers']:,} buffers "
-                            f"({4 * (t['params'] + t['buffers']) / mib:,.2f} MiB float32)"),
+             ("parameters", (f"{t['params']:,} trainable, {t['buffers']:,} buffers "
+                             f"({4 * (t['params'] + t['buffers']) / mib:,.2f} MiB float32)")),
              ("MACs", f"{t['macs']:,} per sample ({t['macs'] / 1e9:.3f} G)"),
-             ("activations", f"{t['activations']:,} elements per sample ({4 * t['activations'] / mib:,.2f} MiB "
-                             "float32)")]
+             ("activations", f"{t['activations']:,} elements per sample ({4 * t['activations'] / mib:,.2f} MiB float32)")]
     if fusion:
         fused = [s for s, nodes in fusion if len(nodes) > 1]
         items.append(("native kernels", f"{len(fusion)}, of which {len(fused)} fuse two or more layers"))

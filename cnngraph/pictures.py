@@ -79,15 +79,13 @@ def rf_growth(graph: Graph):
         ax.plot(xs, sizes[d], "-o", ms=3, lw=1.2, color="#d62728", label=f"theoretical receptive field{tag}")
         ax.step(xs, jumps[d], where="post", lw=1.0, color="#2ca02c", ls="-" if d == 0 else ":",
                 label=f"jump: input px between neighbouring units{tag}")
-    for d, n in enumerate(graph.input_shape[1:] if same else graph.input_shape[1:]):
-        if same and d > 0:
-            break
+    for n in sorted(set(graph.input_shape[1:])):  # the input's extent along each spatial dim
         ax.axhline(n, color="#555555", ls="--", lw=1)
         ax.annotate(f"input {'x'.join(map(str, graph.input_shape[1:]))}", (0, n), xytext=(2, 3),
                     textcoords="offset points", fontsize=8, color="#555555")
     ax.set_yscale("log", base=2)
     top = max(max(max(s) for s in sizes), max(graph.input_shape[1:]))
-    ticks = [2 ** k for k in range(0, int(math.log2(top)) + 2)]
+    ticks = [2 ** k for k in range(int(math.log2(top)) + 2)]
     ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
     ax.set_ylim(0.8, ticks[-1] * 1.2)
     pos, labels = _block_ticks([n.name for n in nodes])

@@ -308,8 +308,8 @@ def _rich_dot(graph: Graph, detail: bool, fusion, q, dims) -> str:
 
     lines = [f"digraph {q(graph.name)} {{", "  rankdir=TB;",
              '  graph [fontname="Helvetica", fontsize=11, nodesep=0.2, ranksep=0.3, labeljust=l, ordering=out];',
-             '  node [shape=box, style="rounded,filled", fillcolor="white", fontname="Helvetica", fontsize=10, '
-             'margin="0.08,0.03"];',
+             ('  node [shape=box, style="rounded,filled", fillcolor="white", fontname="Helvetica", fontsize=10, '
+              'margin="0.08,0.03"];'),
              '  edge [color="#666666", arrowsize=0.6];',
              f"  {q('input')} [label={q('input', dims(graph.input_shape))}, shape=oval, id={q('layer:input')}];"]
     lines += emit(None, 0)

@@ -13,7 +13,7 @@ from cnngraph import weights as W
 
 pictures = pytest.importorskip("cnngraph.pictures")
 matplotlib = pytest.importorskip("matplotlib")
-from matplotlib.colors import to_rgb  # noqa: E402
+from matplotlib.colors import to_rgb
 
 
 def panel_of(spec, name=None, seed=0):
@@ -77,8 +77,8 @@ def test_conv1d_three_taps_on_eight_inputs_is_the_seeds_drawing():
     for r, c, k in zip(d["rows"], d["cols"], d["key"]):
         x0, x1 = d["xin"][c], d["xout"][r]
         px, py = ax.transData.transform((x0 + (x1 - x0) / 3, 1 / 3))
-        patch = img[int(round(height - py)) - 1:int(round(height - py)) + 2,
-                    int(round(px)) - 1:int(round(px)) + 2].reshape(-1, 3).astype(float)
+        row, col = round(height - py), round(px)
+        patch = img[row - 1:row + 2, col - 1:col + 2].reshape(-1, 3).astype(float)
         dist = np.linalg.norm(patch[:, None, :] - tab10[None, :3, :], axis=-1)  # pixels x 3 colours
         best = np.unravel_index(dist.argmin(), dist.shape)
         assert dist[best] < 40 and best[1] == k, (r, c, k, patch)
@@ -86,7 +86,7 @@ def test_conv1d_three_taps_on_eight_inputs_is_the_seeds_drawing():
 
 
 def test_conv2d_drawn_as_two_rows_with_one_colour_per_tap():
-    p, lo, _, _ = panel_of("input: [1, 4, 4]\nlayers: [{conv: {out: 1, kernel: 3}}]")
+    p, _, _, _ = panel_of("input: [1, 4, 4]\nlayers: [{conv: {out: 1, kernel: 3}}]")
     assert p.kind == "nodes" and len(p.data["rows"]) == 36 and p.data["tied"] == 9
     img, fig = rendered([p])
     matplotlib.pyplot.close(fig)
@@ -111,7 +111,7 @@ def test_small_linear_layer_is_coloured_by_value_not_by_index():
 
 
 def test_large_dense_linear_layer_is_an_image_of_its_weights():
-    p, _, node, w = panel_of("input: [600]\nlayers: [{linear: {out: 300, name: fc}}]")
+    p, _, _, w = panel_of("input: [600]\nlayers: [{linear: {out: 300, name: fc}}]")
     assert p.kind == "value" and p.data["step"] == (2, 3)
     np.testing.assert_allclose(p.image, w["fc.weight"][::2, ::3].astype(np.float64))
 
@@ -129,7 +129,7 @@ def test_grouped_and_depthwise_convs_show_their_block_structure():
 
 
 def test_uniform_conv_zooms_into_one_channel_pair_coloured_by_tap():
-    p, lo, _, _ = panel_of("input: [3, 24, 24]\nlayers: [{conv: {out: 4, kernel: 3, padding: 1}}]")
+    p, _, _, _ = panel_of("input: [3, 24, 24]\nlayers: [{conv: {out: 4, kernel: 3, padding: 1}}]")
     assert p.kind == "tie" and p.data["tied"] == 9 and p.image.shape[0] == 48
     row0 = p.image[30]  # an interior output pixel reads 3 taps on each of 3 input rows
     assert np.isfinite(row0).sum() == 9 and sorted(row0[np.isfinite(row0)].astype(int)) == list(range(9))
@@ -149,7 +149,7 @@ def test_concat_of_channels_is_identity_like_and_told_in_words():
     assert words["relu1"].kind == "summary" and "0/1 selection" in words["relu1"].data["text"]
     assert words["cat"].data["text"] == "identity on 400 elements"
     assert words["flatten1"].data["text"] == "identity on 400 elements"
-    img, fig = rendered(list(words.values()))
+    _, fig = rendered(list(words.values()))
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     matplotlib.pyplot.close(fig)
     assert any("bn: a diagonal scaling" in t and "cat: identity on 400 elements" in t for t in texts)
