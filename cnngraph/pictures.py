@@ -355,7 +355,8 @@ def erf_figure(e):
     centre, size, box = e.centre[-heat.ndim:], e.theoretical_size[-heat.ndim:], e.box[-heat.ndim:]
     unit = ",".join(map(str, e.unit))
     clipped = any(hi - lo < s for (lo, hi), s in zip(e.box, e.theoretical_size))
-    title = (f"effective receptive field of {e.layer}[{unit}] ({e.op}), mean over {e.inputs} input(s)\n"
+    depth = " (summed over depth; radii in 3D)" if len(e.heat.shape) > 2 else ""
+    title = (f"effective receptive field of {e.layer}[{unit}] ({e.op}), mean over {e.inputs} input(s){depth}\n"
              f"theoretical {'x'.join(f'{s:g}' for s in e.theoretical_size)} px"
              f"{' (clipped to the input)' if clipped else ''}; 50% of the mass within "
              f"r = {e.radius_50:.1f} px, 95% within r = {e.radius_95:.1f} px")
@@ -364,9 +365,10 @@ def erf_figure(e):
         lo, hi = box[0]
         xs = np.arange(lo, hi)
         ax.bar(xs, heat[lo:hi], width=1.0, color="#c44e52")
-        for r, ls in ((e.radius_50, "--"), (e.radius_95, ":")):
+        for r, ls, lab in ((e.radius_50, "--", "50% of the mass"), (e.radius_95, ":", "95% of the mass")):
             for sgn in (-1, 1):
-                ax.axvline(centre[0] + sgn * r, color="#333333", ls=ls, lw=1)
+                ax.axvline(centre[0] + sgn * r, color="#333333", ls=ls, lw=1, label=lab if sgn < 0 else None)
+        ax.legend(fontsize=7, loc="upper right", framealpha=0.7)
         ax.set_xlabel("input position", fontsize=8)
         ax.set_ylabel("mean |d unit / d input|", fontsize=8)
         ax.set_title(title, fontsize=9)
