@@ -19,9 +19,10 @@ import shutil
 import subprocess
 
 from . import pictures, report
+from .dot import attr_text, block_prefixes, family_colours, kernel_family
 from .errors import CnnGraphError
 from .graph import Graph
-from .report import Column, block_prefixes, family_colours, kernel_family
+from .report import Column
 
 DOT_TIMEOUT = 120  # seconds; a few thousand layers lay out in well under that
 
@@ -183,7 +184,7 @@ def _outline(graph: Graph, fusion) -> str:
         if sym:
             col = colours.get(kernel_family(sym), "#ffffff")
             tag = f' <span class="k" style="background:{col}">{_e(sym)}</span>'
-        out.append(f"<li>{_e(n.name)} — {_e(n.op)} {_e(report.attr_text(n))} → {_e(_dims(n.out_shape))}{tag}</li>")
+        out.append(f"<li>{_e(n.name)} — {_e(n.op)} {_e(attr_text(n))} → {_e(_dims(n.out_shape))}{tag}</li>")
     out += ["</ul></li>"] * len(open_blocks)
     return '<ul class="outline">' + "".join(out) + "</ul>"
 
@@ -222,7 +223,7 @@ def _table(graph: Graph, fusion) -> str:
         cells = [f"<td>{_e(c.cell(n))}</td>" if not c.value[1] else f'<td class="num">{_e(c.cell(n))}</td>'
                  for c in cols]
         cells[0] = f'<td style="padding-left:{pad}px">{_e(n.name)}</td>'
-        cells.insert(3, f"<td>{_e(report.attr_text(n))}</td>")
+        cells.insert(3, f"<td>{_e(attr_text(n))}</td>")
         if fusion:
             sym = step_of.get(n.name)
             col = colours.get(kernel_family(sym)) if sym else None

@@ -19,9 +19,9 @@ import math
 
 import numpy as np
 
+from .dot import short_count
 from .errors import CnnGraphError
 from .graph import Graph
-from .report import short_count
 
 PARAMS_COLOUR, CONN_COLOUR, DENSE_COLOUR = "#1f77b4", "#ff7f0e", "#7f7f7f"
 

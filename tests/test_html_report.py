@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from cnngraph import html_report, load, report
+from cnngraph import dot, html_report, load, report
 from cnngraph.cli import main
 
 SPECS = pathlib.Path(__file__).resolve().parent.parent / "specs"
@@ -82,13 +82,13 @@ def test_detail_labels_carry_attributes_params_and_macs(googlenet):
 def test_a_kernel_crossing_a_block_is_coloured_not_clustered():
     g = load("input: [2, 6, 6]\nlayers: [{conv: {out: 2, kernel: 1, name: a.conv}}, "
              "{batchnorm: {name: a.bn}}, {relu: {name: r}}]")
-    colours = report.family_colours([("k_1", ("a.bn", "r"))])
-    dot = report.to_dot(g, detail=True, fusion=[("k_1", ("a.bn", "r")), ("conv", ("a.conv",))])
-    cl = clusters(dot)
+    colours = dot.family_colours([("k_1", ("a.bn", "r"))])
+    text = report.to_dot(g, detail=True, fusion=[("k_1", ("a.bn", "r")), ("conv", ("a.conv",))])
+    cl = clusters(text)
     assert list(cl) == ["block:a"] and sorted(cl["block:a"]["all"]) == ["a.bn", "a.conv"]
     for name in ("a.bn", "r"):
-        assert re.search(rf'"{re.escape(name)}" \[.*fillcolor="{colours["k"]}"', dot)
-    assert f'fillcolor="{colours["k"]}"' not in next(s for s in dot.splitlines() if '"a.conv" [' in s)
+        assert re.search(rf'"{re.escape(name)}" \[.*fillcolor="{colours["k"]}"', text)
+    assert f'fillcolor="{colours["k"]}"' not in next(s for s in text.splitlines() if '"a.conv" [' in s)
 
 
 def test_plain_dot_is_unchanged_by_default():
@@ -216,7 +216,7 @@ def test_googlenet_report_in_headless_chromium(googlenet, tmp_path):
     assert ink.mean() > 0.05  # not blank
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200
     # the graph is there: fused conv+relu kernels in their family colour, the stem's conv+relu+maxpool in its
-    colours = report.family_colours(fusion)
+    colours = dot.family_colours(fusion)
 
     def share(hex_colour):
         rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
