@@ -101,8 +101,28 @@ def to_text(graph: Graph) -> str:
     return "\n".join(out)
 
 
-def to_dot(graph: Graph) -> str:
-    """Graphviz DOT: one box per layer with its name, op and output shape."""
+def to_dot(graph: Graph, detail: bool = False, fusion=None) -> str:
+    """Graphviz DOT: one box per layer with its name, op and output shape.
+
+    `detail`: each box also lists the layer's non-default attributes, parameters and MACs, and
+    the layers of a block (a dotted name prefix two or more layers share) are drawn as a nested
+    cluster. `fusion`: (kernel symbol, layer names) per native step of the compiler's plan; a
+    fused kernel is outlined as a cluster (where it nests in the blocks) and its layers filled
+    with its kernel family's colour; layers no step covers (concat written in place, flatten)
+    are dashed.
+
+    >>> from cnngraph import load
+    >>> g = load("input: [1, 8, 8]\\nlayers: [{conv: {out: 2, kernel: 3}}, relu]")
+    >>> print(to_dot(g).splitlines()[4])
+      "conv1" [label="conv1\\nconv2d\\n2x6x6"];
+    >>> text = to_dot(g, detail=True, fusion=[("fused_conv2d_relu", ("conv1", "relu1"))])
+    >>> 'subgraph "cluster_k0"' in text and "kernel 3" in text
+    True
+    """
+    if detail or fusion:
+        from .dot import rich_dot
+        return rich_dot(graph, detail, fusion)
+
     def q(*parts):  # a quoted DOT string, parts on separate lines
         esc = (str(p).replace("\\", "\\\\").replace('"', '\\"') for p in parts)
         return '"' + "\\n".join(esc) + '"'

@@ -409,7 +409,7 @@ def test_cli_png(tmp_path):
 def test_composition_guard_refuses_before_forming_a_product(monkeypatch):
     monkeypatch.setattr(fcview, "estimate_network", lambda graph: (0, None, 0))
     with pytest.raises(fcview.FCViewError, match=r"would need up to .* bytes\) at layer 'conv1' \(conv2d\)"):
-        fcview.compose(load(SPECS / "lenet5.yaml"), max_bytes=10_000)
+        fcview.compose(load(SPECS / "lenet5.yaml"), max_bytes=10_000, direction="forward")
 
 
 @pytest.mark.parametrize("args, message", [

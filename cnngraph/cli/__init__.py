@@ -12,7 +12,7 @@ import sys
 
 from ..errors import CnnGraphError
 
-COMMANDS = ("compile", "run", "fcview", "export", "import_")
+COMMANDS = ("compile", "run", "fcview", "export", "import_", "report")
 
 
 def parser() -> argparse.ArgumentParser:
