@@ -420,17 +420,21 @@ def backward(graph: Graph, start: str, rows: np.ndarray, sample_of, weights, act
             continue
         sizes = [math.prod(s) for s in node.in_shapes]
         total = np.zeros((k, sum(sizes)))
+        layer = _layer(node)
+        params = oracle.params_of(node, weights)
         for n, s in enumerate(samples):
-            lo = lower_node(node, weights, {i: acts[i][s:s + 1] for i in node.inputs})
-            mode = max(mode, MODES.index(lo.mode))
-            if lo.mode == "linear":  # the same matrix for every sample
-                total = (lo.matrix.T @ g.T).T
-                const += g @ lo.bias
-                break
             sel = sample_of == s
-            total[sel] = (lo.matrix.T @ g[sel].T).T
-            const[sel] += g[sel] @ np.nan_to_num(lo.bias, neginf=0.0)
-            del lo
+            try:
+                rows_s, c_s, m = layer.fc_rows(list(node.in_shapes), params, [acts[i][s] for i in node.inputs],
+                                               g if n == 0 else g[sel])
+            except LayerError as e:
+                raise FCViewError(f"layer '{node.name}' ({node.op}): {e.msg}") from None
+            mode = max(mode, MODES.index(m))
+            if m == "linear" and n == 0:  # the same matrix for every sample
+                total, const = rows_s, const + c_s
+                break
+            total[sel] = rows_s[sel] if n == 0 else rows_s
+            const[sel] += c_s[sel] if n == 0 else c_s
         for i, block in zip(node.inputs, np.split(total, np.cumsum(sizes)[:-1], axis=1)):
             if i in grads:
                 grads[i] += block

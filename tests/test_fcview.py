@@ -427,3 +427,24 @@ def test_cli_rejects_a_wrong_input_shape(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((2, 1, 32, 32), np.float32))
     code, _, err = cli("fcview", SPECS / "lenet5.yaml", "--input", tmp_path / "x.npy")
     assert code == 1 and "expected one input sample of shape (1, 32, 32)" in err
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(windowed(), st.integers(0, 2**31 - 1))
+def test_fc_rows_equal_rows_times_the_matrix(case, seed):
+    """The matrix-free facet (a transposed convolution for conv) against the matrix it stands for."""
+    kind, attrs, shape = case
+    try:
+        layer = make(kind, attrs)
+        layer.infer_shape([shape])
+    except LayerError:
+        assume(False)
+    rng = np.random.default_rng(seed)
+    params = {k: v.astype(np.float64) for k, v in layer.init_params([shape], rng).items()}
+    x = rng.standard_normal(shape)
+    lo = layer.to_matrix([shape], params, [x])
+    g = rng.standard_normal((3, lo.matrix.shape[0]))
+    rows, const, mode = layer.fc_rows([shape], params, [x], g)
+    np.testing.assert_allclose(rows, (lo.matrix.T @ g.T).T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(const, g @ np.nan_to_num(lo.bias, neginf=0.0), rtol=1e-12, atol=1e-12)
+    assert mode == lo.mode

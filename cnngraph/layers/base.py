@@ -287,6 +287,12 @@ class Layer:
         (`params`: name -> tensor), or None where PyTorch has no equivalent for these attributes."""
         return None
 
+    def fc_rows(self, in_shapes, params, xs, g):
+        """Rows times the FC matrix without building it where a kind can: (g @ M, g @ b, mode) for
+        g (k x output size). This default builds `to_matrix`; window kinds override it."""
+        lo = self.to_matrix(in_shapes, params, xs)
+        return (lo.matrix.T @ g.T).T, g @ np.nan_to_num(lo.bias, neginf=0.0), lo.mode
+
 
 def _onnx_value(v):
     return float(v) if isinstance(v, float) else v

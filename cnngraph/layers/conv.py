@@ -232,3 +232,22 @@ class Conv(Layer):
         bias = (np.repeat(np.asarray(params["bias"], np.float64), n_o) if self.bias
                 else np.zeros(m.shape[0]))
         return Lowered(m, bias, tie, "weight", "linear")
+
+    def fc_rows(self, in_shapes, params, xs, g):
+        """g @ M as a transposed convolution: every tap scatters g times its weight back onto the
+        input pixels it read (the same `windows` geometry as `reference`), g @ b per row."""
+        nd, k, s, d, pads = self.geometry(in_shapes[0])
+        cin, cout, grp = self.channels(in_shapes[0])
+        out = self.infer_shape(in_shapes)
+        n = g.shape[0]
+        gy = g.reshape(n, grp, cout // grp, *out[1:])
+        w = np.asarray(params["weight"], np.float64).reshape(grp, cout // grp, cin // grp, *k)
+        spatial = in_shapes[0][1:]
+        gx = np.zeros((n, cin, *(m + lo + hi for m, (lo, hi) in zip(spatial, pads))))
+        for offs, view in windows(gx, k, s, d, out[1:]):
+            tap = w[(slice(None), slice(None), slice(None), *offs)]  # (g, og, ig)
+            view.reshape(n, grp, cin // grp, *out[1:])[...] += np.einsum("ngo...,goi->ngi...", gy, tap)
+        gx = gx[(slice(None), slice(None), *(slice(lo, lo + m) for m, (lo, _) in zip(spatial, pads)))]
+        const = gy.sum(axis=tuple(range(3, 3 + nd))).reshape(n, cout) @ np.asarray(params["bias"], np.float64) \
+            if self.bias else np.zeros(n)
+        return gx.reshape(n, -1), const, "linear"
