@@ -41,9 +41,7 @@ def fusion_groups(graph: Graph, weights=None) -> list[tuple[str, tuple[str, ...]
     from .weights import init
 
     plan = build_plan(graph, weights if weights is not None else init(graph))
-    known = {n.name for n in graph.nodes}
-    steps = [(s.symbol, tuple(n for n in s.nodes if n in known)) for s in plan.steps]
-    return [(symbol, nodes) for symbol, nodes in steps if nodes]
+    return [(name, nodes) for name, nodes in plan.fusion() if nodes]
 
 
 def dot_program() -> str | None:
