@@ -20,9 +20,29 @@ from .graph import Graph
 from .spec import INPUT
 
 
+def real_array(x) -> np.ndarray:
+    """x as a base-class ndarray: a subclass's claims about its dtype and shape are not trusted,
+    a torch tensor that requires grad is detached, anything else goes through np.asarray.
+
+    >>> real_array([[1, 2]]).shape
+    (1, 2)
+    """
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ndarray):
+        return np.asarray(x).view(np.ndarray)  # the memory's real descriptor, not a property's
+    if hasattr(x, "detach") and hasattr(x, "numpy"):  # torch, without importing it
+        x = x.detach().cpu().numpy()
+    try:
+        out = np.asarray(x)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ValueError(f"expected a numeric array, got {type(x).__name__}: {e}") from None
+    return out.view(np.ndarray) if type(out) is not np.ndarray else out
+
+
 def check_input(graph: Graph, x) -> np.ndarray:
     """x must be (N, *input_shape) and real; returns it as a float32 (or float64) array."""
-    x = np.asarray(x)
+    x = real_array(x)
     want = graph.input_shape
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != tuple(want):
         raise ValueError(f"expected an input of shape (N, {', '.join(map(str, want))}), got {x.shape}")

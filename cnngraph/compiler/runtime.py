@@ -24,6 +24,7 @@ import threading
 import numpy as np
 
 from ..errors import CnnGraphError
+from ..oracle import real_array
 from . import jit
 from .abi import CONTEXT, ArgKind, step_table
 from .plan import INPUT_T, OUTPUT_T, BatchArg, Plan, TensorArg, WeightArg, aligned_empty
@@ -162,22 +163,6 @@ def _spin_wait():
     lib = jit.NativeLib([objs[key]], target)
     _KEEP.append(lib)
     return ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)(lib.address(SPIN_WAIT))
-
-
-def real_array(x) -> np.ndarray:
-    """x as a base-class ndarray: a subclass's claims about its dtype and shape are not trusted,
-    a torch tensor that requires grad is detached, anything else goes through np.asarray."""
-    if type(x) is np.ndarray:
-        return x
-    if isinstance(x, np.ndarray):
-        return np.asarray(x).view(np.ndarray)  # the memory's real descriptor, not a property's
-    if hasattr(x, "detach") and hasattr(x, "numpy"):  # torch, without importing it
-        x = x.detach().cpu().numpy()
-    try:
-        out = np.asarray(x)
-    except (ValueError, TypeError, RuntimeError) as e:
-        raise ValueError(f"expected a numeric array, got {type(x).__name__}: {e}") from None
-    return out.view(np.ndarray) if type(out) is not np.ndarray else out
 
 
 class CompiledNet:

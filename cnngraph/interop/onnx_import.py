@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,7 @@ from .specwriter import Entry, to_yaml
 
 BATCH = 7919  # placeholder for the batch size in folded shapes: a prime no real dim equals
 MAX_CONST = 1 << 28  # elements a folded constant may have
+MAX_MODEL_BYTES = 2 << 30  # protobuf's own limit for one message
 IDENTITY_EPS = 1e-30  # a batchnorm with mean 0, var 1 and this eps is exactly x * weight + bias
 
 INFRASTRUCTURE = ("Identity", "Cast", "Shape", "Size")
@@ -658,20 +660,85 @@ def _cross_check(imp: _Importer, onnx, model, shapes_by_tensor):
 
 
 def _read(onnx, model, source):
+    """(ModelProto, source name): external data read only for a model loaded from a file, from
+    that file's own folder; strings that are not UTF-8 decoded with replacement characters."""
     if isinstance(model, onnx.ModelProto):
-        return model, source or "<model>"
-    if isinstance(model, (bytes, bytearray)):
+        m, src, base = model, source or "<model>", None
+    elif isinstance(model, (bytes, bytearray)):
         try:
-            return onnx.load_from_string(bytes(model)), source or "<bytes>"
+            m, src, base = onnx.load_from_string(bytes(model)), source or "<bytes>", None
         except Exception as e:  # protobuf decode errors have no common base
             raise InteropError(f"cannot parse ONNX bytes: {e}") from None
-    path = os.fspath(model)
-    if not os.path.exists(path):
-        raise InteropError(f"no such file: {path}")
-    try:
-        return onnx.load(path), source or path
-    except Exception as e:  # protobuf decode errors have no common base
-        raise InteropError(f"cannot read ONNX model {path}: {e}") from None
+    else:
+        path = os.fspath(model)
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise InteropError(f"no such file: {path}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise InteropError(f"{path}: expected an ONNX model file, got something else (a folder, pipe or device)")
+        if st.st_size > MAX_MODEL_BYTES:
+            raise InteropError(f"{path}: the model file is {st.st_size:,} bytes, more than the {MAX_MODEL_BYTES:,} "
+                               f"cnngraph reads (keep large weights as external data)")
+        try:
+            m, src, base = onnx.load(path, load_external_data=False), source or path, os.path.dirname(path) or "."
+        except Exception as e:  # protobuf decode errors have no common base
+            raise InteropError(f"cannot read ONNX model {path}: {e}") from None
+    _decode_text(m)
+    _load_external(onnx, m, src, base)
+    return m, src
+
+
+def _decode_text(m):
+    """Protobuf hands strings that are not UTF-8 back as bytes: decode them once, here."""
+    def fix(msg, field):
+        v = getattr(msg, field)
+        if isinstance(v, bytes):
+            setattr(msg, field, v.decode("utf-8", "replace"))
+
+    def fix_list(rep):
+        for i, v in enumerate(rep):
+            if isinstance(v, bytes):
+                rep[i] = v.decode("utf-8", "replace")
+
+    for field in ("producer_name", "producer_version", "domain", "doc_string"):
+        fix(m, field)
+    g = m.graph
+    fix(g, "name")
+    fix(g, "doc_string")
+    for vi in (*g.input, *g.output, *g.value_info):
+        fix(vi, "name")
+        fix(vi, "doc_string")
+    for t in g.initializer:
+        fix(t, "name")
+    for n in g.node:
+        for field in ("name", "op_type", "domain", "doc_string"):
+            fix(n, field)
+        fix_list(n.input)
+        fix_list(n.output)
+
+
+def _load_external(onnx, m, src, base):
+    """Bring external tensor data in, from the model's own folder only."""
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_tensor, uses_external_data
+    tensors = list(m.graph.initializer) + [a.t for n in m.graph.node for a in n.attribute if a.HasField("t")]
+    for t in tensors:
+        if not uses_external_data(t):
+            continue
+        location = ExternalDataInfo(t).location
+        if base is None:
+            raise InteropError(f"{src}: tensor '{t.name}' keeps its data in an external file ('{location}'); "
+                               "external data is read only for a model loaded from a file, from that file's folder")
+        root = os.path.realpath(base)
+        target = os.path.realpath(os.path.join(base, location))
+        if os.path.isabs(location) or os.path.commonpath([root, target]) != root:
+            raise InteropError(f"{src}: tensor '{t.name}' keeps its data at '{location}', outside the model's folder; "
+                               "refused")
+        try:
+            load_external_data_for_tensor(t, base)
+        except Exception as e:  # onnx raises several types for missing files and bad offsets
+            raise InteropError(f"{src}: cannot read the external data of tensor '{t.name}' ('{location}'): {e}") \
+                from None
 
 
 def import_onnx(model, *, name: str | None = None, source: str | None = None) -> Imported:

@@ -121,8 +121,10 @@ def boolean(v):
 
 def number(lo=None, hi=None, lo_open=False):
     def conv(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise LayerError(f"expected a number, got {_show(v)}")
+        if not math.isfinite(v):
+            raise LayerError(f"expected a finite number, got {v}")
         if lo is not None and (v < lo or (lo_open and v == lo)):
             raise LayerError(f"expected a number {'>' if lo_open else '>='} {lo}, got {v}")
         if hi is not None and v > hi:
