@@ -924,3 +924,59 @@ def load(path: str | os.PathLike) -> NetSpec:
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"cannot read {path}: {e}") from None
     return loads(text, path)
+
+
+# ---- spec-level warnings (graph.build adds them to the graph's warnings) -----------
+
+def batch_like(spec: NetSpec) -> SpecError | None:
+    """A warning when the input's first size looks like PyTorch's batch: `[1, 3, 32, 32]` is
+    read as a 3D net on 1-channel volumes, which is rarely what its author meant.
+
+    >>> print(batch_like(loads("input: [1, 3, 32, 32]\\nlayers: [relu]")))
+    <string>:1:8: input [1, 3, 32, 32] looks like it includes a batch size of 1 (PyTorch's N, C, ...): cnngraph reads it as 1 channel of 3x32x32 — without a batch dim, write input: [3, 32, 32]
+    """
+    s = spec.input_shape
+    if len(s) >= 3 and s[0] == 1 and s[1] in (1, 2, 3, 4) and min(s[2:]) >= 8:
+        return SpecError(f"input {list(s)} looks like it includes a batch size of 1 (PyTorch's N, C, ...): "
+                         f"cnngraph reads it as 1 channel of {'x'.join(map(str, s[1:]))}",
+                         pos=spec.input_pos, hint=f"without a batch dim, write input: {list(s[1:])}")
+    return None
+
+
+def unread(spec: NetSpec) -> list[tuple[LayerSpec, int]]:
+    """Layers whose output reaches neither another layer nor the network output, each with
+    the number of layers that only feed it (they do not affect the output either).
+
+    >>> [(ls.name, n) for ls, n in unread(loads("input: [4]\\noutput: a\\nlayers: [{relu: {name: a}}, tanh, sigmoid]"))]
+    [('sigmoid1', 1)]
+    """
+    live, todo = set(), [spec.output]
+    by_name = {ls.name: ls for ls in spec.layers}
+    while todo:
+        name = todo.pop()
+        if name in live or name not in by_name:
+            continue
+        live.add(name)
+        todo.extend(by_name[name].inputs)
+    read = {i for ls in spec.layers for i in ls.inputs}
+    dead = [ls for ls in spec.layers if ls.name not in live]
+    out = []
+    for ls in dead:
+        if ls.name in read:  # feeds another dead layer: counted with that one
+            continue
+        feeding, todo = set(), list(ls.inputs)
+        while todo:
+            name = todo.pop()
+            if name in by_name and name not in live and name not in feeding:
+                feeding.add(name)
+                todo.extend(by_name[name].inputs)
+        out.append((ls, len(feeding)))
+    return out
+
+
+def unread_warning(ls: LayerSpec, feeding: int, output: str, op: str | None = None) -> SpecError:
+    """The warning for one of `unread(spec)`."""
+    more = f" (nor do the {feeding} layer(s) that only feed it)" if feeding else ""
+    return SpecError(f"nothing reads this layer's output and it is not the network output '{output}': it does "
+                     f"not affect the result{more}", pos=ls.pos, layer=ls.name, op=op or ls.kind,
+                     hint="remove it, or name it in 'output'")
