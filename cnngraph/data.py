@@ -361,13 +361,13 @@ class Writer:
         self.tmp.flush()
         self.tmp.seek(0)
         if self.path == "-":
-            self.file.write(b"\x93NUMPY\x01\x00" + header.getvalue())
+            self.file.write(header.getvalue())  # magic and header
             shutil.copyfileobj(self.tmp, self.file)
             self.file.flush()
             self.tmp.close()
             return
         with open(self.tmp.name + ".npy", "wb") as out:
-            out.write(b"\x93NUMPY\x01\x00" + header.getvalue())
+            out.write(header.getvalue())
             shutil.copyfileobj(self.tmp, out)
         self.tmp.close()
         os.replace(self.tmp.name + ".npy", self.path)
