@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,10 +230,12 @@ def _pil():
 def _open_image(path: str):
     Image, _ = _pil()
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():  # a large image: refused below, with the bytes named
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
     except FileNotFoundError:
         raise InputError(f"no such file: {escape(path)}") from None
-    except (OSError, ValueError, SyntaxError) as e:  # Pillow's UnidentifiedImageError is an OSError
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # UnidentifiedImageError: OSError
         raise InputError(f"{escape(path)}: cannot decode image: {clip(escape(e), 200)}") from None
     return img
 
