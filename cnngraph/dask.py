@@ -78,7 +78,7 @@ def _run_items(source, weights, threads, batch, chunk):
     return names, y, failures
 
 
-def _records(source, weights, threads, batch, partition):
+def _records(partition, source, weights, threads, batch):
     names, y, failures = _run_items(source, weights, threads, batch, list(partition))
     return [{"file": n, "output": row} for n, row in zip(names, y)] + \
         [{"file": n, "error": msg} for n, msg in failures]
@@ -129,22 +129,21 @@ def predict(spec, data, weights=None, *, seed: int = 0, threads: int | None = 1,
     """
     import dask
     import dask.array as da
+    if not (isinstance(data, (np.ndarray, da.Array)) or hasattr(data, "map_partitions")):
+        raise TypeError(f"expected a dask array, a numpy array or a dask bag of paths, got {type(data).__name__}")
     source, graph, handle = share(spec, weights, seed, client)
     shape, out = tuple(graph.input_shape), tuple(graph.output_shape)
-    if isinstance(data, np.ndarray):
-        return predict(spec, da.from_array(data, chunks=(batch, *shape)), weights, seed=seed, threads=threads,
-                       client=client).compute()
-    if isinstance(data, da.Array):
-        if tuple(data.shape[1:]) != shape:
-            raise ValueError(f"expected an array of shape (N, {', '.join(map(str, shape))}), got {data.shape}")
-        data = data.rechunk({i: -1 for i in range(1, data.ndim)})  # whole samples per block
-        run = dask.delayed(_run_block, pure=True)
-        parts = [da.from_delayed(run(source, handle, threads, block), shape=(n, *out), dtype=np.float32)
-                 for block, n in zip(data.to_delayed().ravel(), data.chunks[0])]
-        return da.concatenate(parts) if parts else da.zeros((0, *out), dtype=np.float32)
-    if hasattr(data, "map_partitions"):  # a dask bag
+    if hasattr(data, "map_partitions") and not isinstance(data, da.Array):  # a dask bag
         return data.map_partitions(_records, source, handle, threads, batch)
-    raise TypeError(f"expected a dask array, a numpy array or a dask bag of paths, got {type(data).__name__}")
+    array = data if isinstance(data, da.Array) else da.from_array(data, chunks=(batch, *shape))
+    if tuple(array.shape[1:]) != shape:
+        raise ValueError(f"expected an array of shape (N, {', '.join(map(str, shape))}), got {array.shape}")
+    array = array.rechunk({i: -1 for i in range(1, array.ndim)})  # whole samples per block
+    run = dask.delayed(_run_block, pure=True)
+    parts = [da.from_delayed(run(source, handle, threads, block), shape=(n, *out), dtype=np.float32)
+             for block, n in zip(array.to_delayed().ravel(), array.chunks[0])]
+    y = da.concatenate(parts) if parts else da.zeros((0, *out), dtype=np.float32)
+    return y if isinstance(data, da.Array) else y.compute()
 
 
 def stream(client, spec, items: Iterable, weights=None, *, seed: int = 0, threads: int | None = 1,
