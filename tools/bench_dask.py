@@ -24,8 +24,8 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import cnngraph  # noqa: E402
-from cnngraph import data  # noqa: E402
+import cnngraph
+from cnngraph import data
 
 
 def make_images(folder: pathlib.Path, n: int, seed: int = 0) -> list[str]:
