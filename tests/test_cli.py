@@ -216,3 +216,21 @@ def test_short_reprs_summary_and_html():
     assert page.count("<tr>") == 1 + 11 and "<b>layer3</b>" in page and "bottleneck x6" in page
     odd = report.to_html(cnngraph.load("input: [2]\nlayers: [{relu: {name: '<b>'}}]"))
     assert "<script" not in page and odd.count("&lt;b&gt;") == 2 and "'<b>'" not in odd  # the row and the headline
+
+
+def test_the_wheel_carries_every_bundled_spec(tmp_path):
+    """`pip install .` then `cnngraph compile resnet50` anywhere: the specs are package data."""
+    import shutil
+    import zipfile
+    src = tmp_path / "src"  # a copy: building leaves build/ and *.egg-info behind
+    shutil.copytree(SPECS.parent, src, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".*cache*"))
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path), str(src)], capture_output=True, text=True, timeout=300, check=False,
+                       cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    (wheel,) = tmp_path.glob("cnngraph-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"cnngraph/specs/{s.name}" for s in SPECS.glob("*.yaml")} <= names
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert f"Version: {cnngraph.__version__}" in meta and "Requires-Dist: tqdm" in meta
