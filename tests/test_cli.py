@@ -234,3 +234,16 @@ def test_the_wheel_carries_every_bundled_spec(tmp_path):
     assert {f"cnngraph/specs/{s.name}" for s in SPECS.glob("*.yaml")} <= names
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert f"Version: {cnngraph.__version__}" in meta and "Requires-Dist: tqdm" in meta
+
+
+def test_every_fcview_column_is_explained_in_the_help_and_the_docs(capsys):
+    from cnngraph import fcview
+    with pytest.raises(SystemExit):
+        main(["fcview", "--help"])
+    help_text = capsys.readouterr().out
+    doc = (SPECS.parent / "docs" / "spec.md").read_text()
+    for header, _, _ in fcview.COLUMNS:
+        if header in ("layer", "op"):
+            continue
+        assert re.search(rf"^  {re.escape(header)}  ", help_text, re.MULTILINE), header
+        assert f"| `{header}` |" in doc, header
