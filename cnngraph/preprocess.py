@@ -104,10 +104,7 @@ def parse_section(section, pos: Pos, input_shape: tuple[int, ...]) -> Preprocess
         out["resize"] = size_pair("resize")
     if "center_crop" in section:
         v = size_pair("center_crop")
-        out["center_crop"] = (v, v) if isinstance(v, int) else v
-        if out["center_crop"] != tuple(spatial):
-            raise err("center_crop", f"expected the input's size {list(spatial)}, got {list(out['center_crop'])}",
-                      hint="the crop is what the net sees")
+        out["center_crop"] = (v, v) if isinstance(v, int) else v  # a crop unlike the input is refused per image
     if "channels" in section:
         v = section["channels"]
         if v not in CHANNELS:
