@@ -73,9 +73,13 @@ class LayerSpec:
         return self.attr_pos.get(attr, self.pos) if attr else self.pos
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class NetSpec:
-    """A whole network: input shape (no batch), expanded layers in spec order, output name."""
+    """A whole network: input shape (no batch), expanded layers in spec order, output name.
+
+    >>> loads("input: [3, 8, 8]\\nlayers: [relu, tanh]")
+    <NetSpec 'net': input [3, 8, 8], 2 layers, output 'tanh1', from <string>>
+    """
 
     name: str
     input_shape: tuple[int, ...]
@@ -85,6 +89,11 @@ class NetSpec:
     input_pos: Pos
     source: str = ""  # the YAML text, kept for cache keys
     preprocess: object = None  # a `preprocess.Preprocess` when the spec has a 'preprocess:' section
+
+    def __repr__(self) -> str:  # the dataclass's would print every layer and the whole YAML text
+        n = len(self.layers)
+        return (f"<NetSpec {self.name!r}: input {list(self.input_shape)}, {n:,} layer{'s' if n != 1 else ''}, "
+                f"output {self.output!r}, from {self.path}>")
 
 
 # ---- YAML with positions ----------------------------------------------------

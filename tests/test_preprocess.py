@@ -193,3 +193,10 @@ def test_bundled_imagenet_specs_declare_torchvision_preprocessing():
         assert (pre.resize, pre.center_crop, pre.mean, pre.std) == (
             256, (224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), name
     assert re.search(r"^preprocess:", cnngraph.load("lenet5").spec.source, re.MULTILINE) is None
+
+
+def test_prepare_takes_a_compiled_net_too():
+    """`CompiledNet.preprocess(image)` delegates here: the net's graph carries the spec's section."""
+    net = cnngraph.compile("input: [1, 2, 2]\npreprocess: {scale: 16}\nlayers: [relu]")
+    np.testing.assert_array_equal(cnngraph.prepare(net, np.array([[0, 16], [8, 4]], np.uint8)),
+                                  [[[0, 1], [0.5, 0.25]]])
