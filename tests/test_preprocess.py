@@ -172,13 +172,13 @@ def test_arrays_and_other_sources():
 @pytest.mark.parametrize("section, message", [
     ("{resise: 256}", r"3:14: unknown key 'resise' in 'preprocess' \(expected resize, .*\) — did you mean 'resize'\?"),
     ("{channels: grey}", r"3:24: 'preprocess' channels: 'grey' has 1 channel\(s\), the input has 3"),
-    ("{channels: RGB}", r"3:24: 'preprocess' channels: expected one of rgb, bgr, grey, rgba, got 'RGB' — did you "
-                        r"mean 'rgb'\?"),
+    ("{channels: RGB}", (r"3:24: 'preprocess' channels: expected one of rgb, bgr, grey, rgba, got 'RGB' — did you "
+                         r"mean 'rgb'\?")),
     ("{mean: [0.5, 0.5]}", r"3:20: 'preprocess' mean: expected 1 or 3 values \(one per channel\), got 2"),
     ("{std: 0}", r"3:19: 'preprocess' std: expected positive values, got \[0\.0\]"),
     ("{resize: [256]}", r"3:22: 'preprocess' resize: expected a positive integer or \[height, width\], got \[256\]"),
-    ("{sample_rate: 16000}", r"3:27: 'preprocess' sample_rate: expected an audio input \[C, L\] for 'sample_rate', "
-                             r"got input \[3, 224, 224\]"),
+    ("{sample_rate: 16000}", (r"3:27: 'preprocess' sample_rate: expected an audio input \[C, L\] for "
+                              r"'sample_rate', got input \[3, 224, 224\]")),
     ("[resize]", r"3:13: expected 'preprocess' to be a mapping"),
 ])
 def test_section_mistakes_name_the_position(section, message):

@@ -77,8 +77,9 @@ def status(what: str):
 
 def progress(total: int | None, unit: str, desc: str):
     """A tqdm bar on stderr when it is a terminal; otherwise an object whose update() does nothing."""
-    from tqdm import tqdm
     import shutil
+
+    from tqdm import tqdm
     width = shutil.get_terminal_size((100, 24)).columns or 100  # a pty may say 0 columns
     return tqdm(total=total, unit=unit, desc=desc, disable=not interactive(), file=sys.stderr, leave=False,
                 ncols=min(width, 120))

@@ -13,7 +13,6 @@ import numpy as np
 from .. import fcview, load
 from ..errors import CnnGraphError
 
-
 COLUMNS_HELP = """\
 columns of the table (one row per layer; layer(x).ravel() == M @ x.ravel() + b):
   mode          linear: M is exact for every input (conv, linear, pools' averages, batchnorm);
