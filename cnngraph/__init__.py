@@ -2,25 +2,35 @@
 
     spec (YAML) -> graph (shapes, costs) -> report / fcview / reference / compiled native code
 
->>> import cnngraph, numpy as np
->>> net = cnngraph.load("specs/lenet5.yaml")  # doctest: +SKIP
+Everything public is reachable from here (`dir(cnngraph)` lists it): `load`,
+`reference`, `compile`, `prepare`, `specs`, the error types, and the modules
+`report`, `weights`, `data`, `preprocess`, `fcview` and `dask` (imported when
+first used).
+
+>>> import cnngraph
+>>> g = cnngraph.load("lenet5")           # a bundled spec, by name
+>>> g.output_shape, cnngraph.report.graph_repr(g)
+((10,), "<Graph 'lenet5': input 1x32x32 -> output 10, 12 layers, 61.71K params, 416.5K MACs>")
 """
 
-from __future__ import annotations
-
-import os
+import importlib as _importlib
+import os as _os
 
 from . import graph as _graph
 from . import oracle as _oracle
 from . import spec as _spec
 from . import weights as _weights
 from .errors import CnnGraphError, LayerError, SpecError, SpecWarning
+from .graph import Graph
+from .preprocess import InputError
+from .spec import NetSpec
+from .weights import WeightsError
 
 __version__ = "0.1.0"
 
 
 def load(spec_or_path, strict: bool = False) -> _graph.Graph:
-    """A spec path, YAML text, NetSpec or Graph -> an inferred Graph.
+    """A spec path, a bundled spec's name, YAML text, NetSpec or Graph -> an inferred Graph.
 
     A path ending in `.onnx` is imported (needs `cnngraph[onnx]`); `reference` and
     `compile` then use the model's own weights unless given others.
@@ -32,18 +42,21 @@ def load(spec_or_path, strict: bool = False) -> _graph.Graph:
         return spec_or_path
     if isinstance(spec_or_path, _spec.NetSpec):
         return _graph.build(spec_or_path, strict)
-    text = os.fspath(spec_or_path)
+    if not isinstance(spec_or_path, (str, _os.PathLike)):
+        raise TypeError(f"expected a path, a bundled spec's name, YAML text, a NetSpec or a Graph, got "
+                        f"{type(spec_or_path).__name__}")
+    text = _os.fspath(spec_or_path)
     if _is_onnx(text):  # an ONNX model: imported (cnngraph[onnx]); its weights come with `onnx_weights`
         from .interop import load_onnx
         return _graph.build(load_onnx(text)[0], strict)
-    if "\n" in text or (not os.path.exists(text) and ":" in text and not text.endswith((".yaml", ".yml"))):
+    if "\n" in text or (not _os.path.exists(text) and ":" in text and not text.endswith((".yaml", ".yml"))):
         return _graph.build(_spec.loads(text), strict)
     return _graph.build(_spec.load(text), strict)
 
 
 def _is_onnx(spec_or_path) -> bool:
-    return isinstance(spec_or_path, (str, os.PathLike)) and os.fspath(spec_or_path).endswith(".onnx") \
-        and "\n" not in os.fspath(spec_or_path)
+    return isinstance(spec_or_path, (str, _os.PathLike)) and _os.fspath(spec_or_path).endswith(".onnx") \
+        and "\n" not in _os.fspath(spec_or_path)
 
 
 def onnx_weights(spec_or_path, weights=None):
@@ -58,7 +71,7 @@ def reference(spec_or_path, x, weights=None, seed: int = 0):
     """Run the numpy reference executor (the oracle) on a batch x of shape (N, *input_shape).
 
     `weights`: None (seeded PyTorch-style init; for an `.onnx` model, its own weights),
-    a `.npz`/`.safetensors` path, or a mapping.
+    a `.npz`/`.safetensors`/`.pt` path, or a mapping.
     """
     g = load(spec_or_path)
     return _oracle.run(g, x, _weights.resolve(g, onnx_weights(spec_or_path, weights), seed))
@@ -74,4 +87,56 @@ def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 
     return _compile(load(spec_or_path), threads=threads, weights=weights, seed=seed, **options)
 
 
-__all__ = ["CnnGraphError", "LayerError", "SpecError", "SpecWarning", "compile", "load", "reference"]
+def prepare(net, source):
+    """One input for `net` from an image, a `.wav`, a `.npy` sample or an image array, as the
+    spec's `preprocess:` section says (see `cnngraph.preprocess.prepare`)."""
+    from .preprocess import prepare as _prepare
+    return _prepare(net, source)
+
+
+def specs() -> dict[str, str]:
+    """The bundled specs: name -> file (`load("resnet50")` reads one by name).
+
+    >>> "resnet50" in specs()
+    True
+    """
+    return _spec.bundled()
+
+
+_MODULES = ("report", "weights", "data", "preprocess", "fcview", "dask", "units", "errors", "spec", "graph",
+            "compiler", "interop", "oracle", "layers")
+
+
+def __getattr__(name):
+    if name in _MODULES:  # `cnngraph.report.to_text(...)` without importing cnngraph.report first
+        return _importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'cnngraph' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
+
+__all__ = [
+    "CnnGraphError",
+    "Graph",
+    "InputError",
+    "LayerError",
+    "NetSpec",
+    "SpecError",
+    "SpecWarning",
+    "WeightsError",
+    "__version__",
+    "compile",
+    "dask",
+    "data",
+    "fcview",
+    "load",
+    "onnx_weights",
+    "prepare",
+    "preprocess",
+    "reference",
+    "report",
+    "specs",
+    "weights",
+]

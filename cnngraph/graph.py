@@ -21,7 +21,7 @@ import networkx as nx
 from .errors import LayerError, SpecError
 from .layers import Layer
 from .layers.base import MAX_ELEMENTS
-from .spec import INPUT, LayerSpec, NetSpec
+from .spec import INPUT, LayerSpec, NetSpec, batch_like, unread, unread_warning
 
 
 @dataclass(frozen=True)
@@ -192,4 +192,11 @@ def build(spec: NetSpec, strict: bool = False) -> Graph:
             warnings.append(full)
         shapes[name], rfs[name] = out, node.receptive_field
         nodes.append(node)
+    # spec-level remarks (spec.py): an input that looks batched, layers that do not affect the output
+    ops = {n.name: n.op for n in nodes}
+    for e in [batch_like(spec)] + [unread_warning(ls, k, spec.output, ops[ls.name]) for ls, k in unread(spec)]:
+        if e is not None and strict:
+            raise SpecError(e.msg, pos=e.pos, layer=e.layer, op=e.op, hint=f"{e.hint}; --strict makes this an error")
+        if e is not None:
+            warnings.append(str(e))
     return Graph(spec.name, spec.input_shape, tuple(nodes), spec.output, dag, spec, tuple(warnings))

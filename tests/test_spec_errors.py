@@ -53,8 +53,8 @@ CASES = [
     ("empty-file", "", r"1:1: expected a mapping with 'input' and 'layers', got an empty file"),
     ("top-is-a-list", "- relu\n", r"1:1: expected a mapping with 'input' and 'layers', got a list"),
     ("top-key-typo", "input: [3, 8, 8]\nlayer: [relu]\n",
-     (r"2:1: unknown top-level key 'layer' \(expected name, description, input, output, blocks, layers\) — "
-     r"did you mean 'layers'\?")),
+     (r"2:1: unknown top-level key 'layer' \(expected name, description, input, output, preprocess, blocks, "
+     r"layers\) — did you mean 'layers'\?")),
     ("missing-input", "layers: [relu]\n", r"1:1: missing 'input' \(the input shape without batch"),
     ("missing-layers", "input: [3, 8, 8]\n", r"1:1: missing 'layers' \(the list of layers\)"),
     ("layers-not-a-list", "input: [3, 8, 8]\nlayers: relu\n",
@@ -213,6 +213,65 @@ CASES = [
      r"did you mean 'args'\?")),
     ("skipped-merge", "input: [3, 8, 8]\nlayers:\n  - relu: {name: a}\n  - add: {from: [a, input], when: false}\n",
      r"4:35: layer 'add1' \(add\): expected exactly one input for a layer skipped with 'when: false', got 2"),
+    ("repeat-index-not-a-name", "input: [3, 8, 8]\nlayers:\n  - relu: {repeat: {count: 2, index: 3}}\n",
+     r"3:38: layer 'relu1' \(relu\): expected the 'index' of 'repeat' to be a name like 'i', got the number 3"),
+    ("repeat-unknown-key", "input: [3, 8, 8]\nlayers:\n  - relu: {repeat: {count: 2, idx: i}}\n",
+     r"3:31: layer 'relu1' \(relu\): unknown key 'idx' in 'repeat' \(expected count, index\) — did you mean 'index'\?"),
+    ("repeat-index-outside", "input: [3, 8, 8]\nlayers:\n  - conv: {out: '${i}', kernel: 1}\n",
+     r"3:17: layer 'conv1' \(conv\): unknown block argument 'i' in '\$\{i\}'"),
+    ("block-default-uses-later", ("input: [3, 8, 8]\nblocks:\n  b:\n    args: {mid: '${out // 4}', out: 8}\n"
+                                  "    layers: [{conv: {out: $mid, kernel: 1}}]\nlayers: [b]\n"),
+     (r"4:17: layer 'b1' \(b\): in the default of argument 'mid': unknown block argument 'out' in "
+      r"'\$\{out // 4\}' — a default can use the arguments declared before it")),
+    # ---- suggestions and answers
+    ("kind-case", "input: [3, 8, 8]\nlayers:\n  - ReLU\n", r"3:5: unknown layer kind 'ReLU' — did you mean 'relu'\?"),
+    ("attribute-case", "input: [3, 8, 8]\nlayers:\n  - conv: {out: 8, Kernel: 3}\n",
+     r"3:20: layer 'conv1' \(conv\): unknown attribute 'Kernel' .* — did you mean 'kernel'\?"),
+    ("training-only-attribute", "input: [3, 8, 8]\nlayers:\n  - batchnorm: {momentum: 0.1}\n",
+     (r"3:17: layer 'batchnorm1' \(batchnorm\): unknown attribute 'momentum' \(expected eps, affine\) — "
+      r"'momentum' only matters in training \(it sets how fast the running statistics move during training\); "
+      r"cnngraph runs inference, so remove it")),
+    ("flow-style-template", ("input: [3, 8, 8]\nblocks:\n  b:\n    args: {c: 4}\n"
+                             "    layers: [{conv: {out: ${c}, kernel: 3}}]\nlayers: [b]\n"),
+     (r"5:28: YAML syntax error: expected ',' or '\}', but got '\{' .* — inside '\{...\}' or '\[...\]' "
+      r"\(flow style\) quote a '\$\{...\}' value: out: \"\$\{2 \* c\}\"")),
+    # ---- hostile or broken input (issue 8): refused early, with a position, on one line
+    ("alias-bomb", ("input: [3, 8, 8]\nblocks:\n  b:\n    layers: [relu]\n    args:\n      a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+                    + "".join(f"      a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+                    + "layers: [relu]\n"),
+     (r"11:11: expected at most 1,000,000 YAML values once aliases are expanded, got 1,111,111 in the value "
+      r"that starts here — aliases \(\*name\) that repeat other aliases multiply")),
+    ("alias-cycle", "input: &x [3, *x]\nlayers: [relu]\n",
+     r"1:8: a YAML alias refers to a value that contains it \(an endless value\)"),
+    ("deep-nesting", "input: " + "[" * 5000 + "]" * 5000 + "\nlayers: [relu]\n",
+     r"1:107: expected lists and mappings nested at most 100 deep, got deeper"),
+    ("huge-integer", "input: [3, 8, 8]\nlayers:\n  - conv: {out: " + "9" * 4301 + ", kernel: 3}\n",
+     r"3:17: expected a number of at most 100 digits, got one of 4,301 characters \(too large to be sane\)"),
+    ("nan-attribute", "input: [3, 8, 8]\nlayers:\n  - leaky_relu: {alpha: .nan}\n",
+     r"3:25: expected a number, got \.nan — NaN has no meaning in a network's description"),
+    ("nan-in-a-list", "input: [3, 8, 8]\nlayers:\n  - pad: {padding: [1, .NaN]}\n",
+     r"3:24: expected a number, got \.NaN"),
+    ("skipped-layers-count", ("input: [3, 8, 8]\nblocks:\n  b:\n    layers: [{relu: {when: false, repeat: 10000}}]\n"
+                              "layers:\n  - b: {repeat: 10000}\n"),
+     r"4:15: expected at most 100,000 layers once blocks and repeats are expanded \(skipped ones included\)"),
+    ("exploding-arithmetic", ("input: [3, 8, 8]\nblocks:\n"
+                              + "".join(f"  b{i}:\n    args: {{v: 2}}\n    layers: [{{b{i + 1}: {{v: '${{v*v*v*v}}'}}}}]\n"
+                                        for i in range(40))
+                              + "  b40:\n    layers: [relu]\nlayers: [b0]\n"),
+     r"14:23: layer 'b01\.b11\.b21\.b31\.b41' \(b4\): expected numbers of at most 2\^64 in '\$\{v\*v\*v\*v\}'"),
+    ("control-characters", 'input: [3, 8, 8]\nlayers:\n  - relu: {from: "a\\nb\\u001b[31m"}\n',
+     r"3:18: layer 'relu1' \(relu\): unknown layer 'a\\nb\\x1b\[31m' in 'from'$"),
+    ("newline-in-name", 'input: [3, 8, 8]\nlayers:\n  - relu: {name: "x\\ny"}\n  - relu: {name: "x\\ny"}\n',
+     r"4:5: layer 'x\\ny' \(relu\): duplicate layer name"),
+    ("huge-list-echoed", ("input: [3, 8, 8]\nlayers:\n  - conv: {out: 4, kernel: 3, padding: [["
+                          + ", ".join(["1"] * 100000) + "]]}\n"),
+     r"3:40: .*got \[1, 1, 1, .*… \(299,\d+ characters left out\) …1, 1, [1, ]*\]$"),
+    ("top-level-name-type", "name: [1, 2]\ninput: [3, 8, 8]\nlayers: [relu]\n",
+     r"1:7: expected 'name' to be a name, got a list"),
+    ("top-level-output-type", "input: [3, 8, 8]\noutput: {a: 1}\nlayers: [relu]\n",
+     r"2:9: expected 'output' to be a layer name, got a mapping"),
+    ("top-level-block-name", "input: [3, 8, 8]\nblocks: {1: {layers: [relu]}}\nlayers: [relu]\n",
+     r"2:10: expected block names like 'basic' or 'conv_bn', got 1"),
 ]
 
 
@@ -279,7 +338,31 @@ def test_missing_file(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: no such file: {tmp_path / 'nowhere.yaml'}\n"
     p = subprocess.run([sys.executable, "-m", "cnngraph", "compile", "nowhere.yaml"], capture_output=True, text=True,
                        cwd=tmp_path, timeout=120, check=False)
-    assert (p.returncode, p.stderr) == (1, "error: no such file: nowhere.yaml\n")
+    assert (p.returncode, p.stderr) == (1, ("error: no such file: nowhere.yaml — 'cnngraph specs' lists the "
+                                            "bundled specs\n"))
+
+
+def test_bundled_spec_by_name_and_close_names(tmp_path, monkeypatch):
+    """`resnet50` or `resnet50.yaml` without a folder is the bundled spec when no such file is here."""
+    monkeypatch.chdir(tmp_path)
+    assert cnngraph.load("resnet18").name == "resnet18"
+    assert cnngraph.load("lenet5.yaml").output_shape == (10,)
+    with pytest.raises(SpecError, match=r"^no such file: resnet5 — did you mean 'resnet50' \(a bundled spec\)\?$"):
+        cnngraph.load("resnet5")
+    (tmp_path / "lenet5.yaml").write_text("input: [2]\nlayers: [relu]\n")  # a local file wins
+    assert cnngraph.load("lenet5.yaml").input_shape == (2,)
+
+
+def test_fifo_and_oversized_spec_files_are_refused_before_reading(tmp_path):
+    fifo = tmp_path / "net.yaml"
+    os.mkfifo(fifo)  # open() would block forever
+    with pytest.raises(SpecError, match=r"cannot read .*net\.yaml: not a regular file"):
+        cnngraph.load(fifo)
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(65 << 20)  # sparse: no disk used
+    with pytest.raises(SpecError, match=r"big\.yaml: 68,157,440 bytes, expected a spec of at most 67,108,864 bytes"):
+        cnngraph.load(big)
 
 
 def test_unreadable_file(tmp_path, capsys):
@@ -298,6 +381,12 @@ def test_unsafe_yaml_never_runs(tmp_path):
     with pytest.raises(SpecError, match="got the tag '!!python/object/apply:os.system'"):
         cnngraph.load(path)
     assert not marker.exists()
+
+
+def test_infinity_is_allowed_where_it_means_something():
+    """The ONNX importer writes a -inf pad before a max-pool whose padding PyTorch would not allow."""
+    g = cnngraph.load("input: [1, 4, 4]\nlayers: [{pad: {padding: 1, value: -.inf}}, {maxpool: {kernel: 2}}]")
+    assert g.output_shape == (1, 3, 3)
 
 
 def test_merge_keys_are_plain_yaml():

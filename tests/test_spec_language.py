@@ -108,3 +108,78 @@ def test_yaml_anchors_are_plain_values():
 def test_block_mistakes(text, message):
     with pytest.raises(SpecError, match=message):
         cnngraph.load(text)
+
+
+def test_repeat_index_makes_a_stage_one_line():
+    """`repeat: {count, index}`: the first unit of a stage strides and projects, the others do not."""
+    text = BLOCKS.replace("  - res: {name: s1, out: 8, repeat: 2}\n  - res: {name: s2, out: 16, stride: 2, project: true}\n",
+                          '  - res: {name: s, out: 16, repeat: {count: 3, index: i}, stride: "${2 if i == 0 else 1}",\n'
+                          '          project: "${i == 0}"}\n')
+    layers = {layer.name: layer for layer in loads(text).layers}
+    assert layers["s.0.c1"].layer.stride == 2 and layers["s.1.c1"].layer.stride == 1
+    assert "s.0.proj" in layers and "s.1.proj" not in layers and "s.2.proj" not in layers
+    assert layers["s.1.c1"].inputs == ("s.0.add1",) and layers["s.2.add1"].inputs == ("s.2.c2", "s.1.add1")
+    assert cnngraph.load(text).output_shape == (16, 8, 8)
+
+
+def test_repeat_index_in_plain_layers_and_when():
+    text = ('input: [1, 16]\nlayers:\n  - conv: {name: c, out: "${i + 1}", kernel: 1, repeat: {count: 4, index: i},\n'
+            '            when: "${i % 2 == 0}"}\n  - relu: {from: c}\n')
+    got = names_inputs(text)
+    # c.1 and c.3 are skipped: c.2 reads c.0, and `c` (the last repetition) means c.2
+    assert got == [("c.0", ("input",)), ("c.2", ("c.0",)), ("relu1", ("c.2",))]
+    assert [layer.layer.out for layer in loads(text).layers[:2]] == [1, 3]
+
+
+def test_repeated_names_record_their_groups():
+    layers = {layer.name: layer for layer in loads(BLOCKS).layers}
+    assert layers["s1.1.c1"].groups == (("s1", "res x2"), ("s1.1", "res"))
+    assert layers["s2.c1"].groups == (("s2", "res"),)
+
+
+def test_block_defaults_may_compute_from_earlier_arguments():
+    text = """
+input: [64, 8, 8]
+blocks:
+  squeeze:
+    args: {ch: ~, ratio: 4, mid: "${max(8, ch // ratio)}"}
+    layers:
+      - conv: {name: down, out: $mid, kernel: 1}
+      - conv: {name: up, out: $ch, kernel: 1}
+layers:
+  - squeeze: {name: a, ch: 64}
+  - squeeze: {name: b, ch: 64, ratio: 16}
+  - squeeze: {name: c, ch: 64, mid: 5}
+"""
+    layers = {layer.name: layer for layer in loads(text).layers}
+    assert [layers[f"{n}.down"].layer.out for n in "abc"] == [16, 8, 5]
+
+
+@pytest.mark.parametrize("expr, args, value", [
+    ("2 if i == 0 else 1", {"i": 0}, 2),
+    ("2 if i == 0 else 1", {"i": 3}, 1),
+    ("i > 0 and not last", {"i": 1, "last": False}, True),
+    ("1 <= i < 3", {"i": 3}, False),
+    ("min(c, 4) * 2", {"c": 9}, 8),
+    ("-(c // 4) % 3", {"c": 9}, 1),
+])
+def test_expressions(expr, args, value):
+    from cnngraph.spec import _eval
+    assert _eval(expr, args, None) == value
+
+
+def test_flow_style_templating_works_when_quoted():
+    text = "input: [3, 8, 8]\nblocks: {b: {args: {c: 4}, layers: [{conv: {out: \"${2 * c}\", kernel: 3}}]}}\nlayers: [b]\n"
+    assert cnngraph.load(text).output_shape == (8, 6, 6)
+
+
+def test_bundled_resnets_use_the_repeat_index():
+    """The bundled ResNets write each stage in one entry; totals are checked in test_specs."""
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parent.parent / "specs"
+    for name, stages in (("resnet18", 4), ("resnet50", 4)):
+        text = (root / f"{name}.yaml").read_text()
+        assert text.count("index: i") == stages - (name == "resnet18")
+        layers = {layer.name: layer for layer in loads(text).layers}
+        assert layers["layer2.0.conv1" if name == "resnet18" else "layer2.0.conv2"].layer.stride == 2
+        assert "layer2.0.downsample.0" in layers and "layer2.1.downsample.0" not in layers

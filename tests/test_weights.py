@@ -58,7 +58,7 @@ def test_every_mismatch_in_one_message(graph):
     del w["fc.bias"]
     w["conv1.weight"] = np.zeros((8, 3, 5, 5), np.float32)
     w["conv9.weight"] = np.zeros(3, np.float32)
-    with pytest.raises(W.WeightsError, match=r"3 problem\(s\)") as e:
+    with pytest.raises(W.WeightsError, match=r"3 problem\(s\) \(1 missing, 1 unexpected, 1 of the wrong shape\)") as e:
         W.check(graph, w)
     msg = str(e.value)
     assert "missing 'fc.bias' (4,)" in msg
@@ -75,7 +75,7 @@ def test_bad_weight_files(tmp_path, graph):
         W.load(bad)
     txt = tmp_path / "w.txt"
     txt.write_text("x")
-    with pytest.raises(W.WeightsError, match="expected a .npz or .safetensors weights file"):
+    with pytest.raises(W.WeightsError, match=r"expected a \.npz, \.safetensors, \.pt or \.pth weights file"):
         W.load(txt)
 
 
@@ -117,3 +117,133 @@ def test_gain_keeps_the_signal_of_a_deep_net_alive():
     assert np.std(out[1.0]) < 1e-6  # PyTorch's default: the body contributes next to nothing
     assert np.std(out[6 ** 0.5]) > 0.1
     assert np.array_equal(W.init(g, gain=2.0)["features.0.0.weight"], 2 * W.init(g)["features.0.0.weight"])
+
+
+# ---- summaries, PyTorch files, values, hostile files (issues 8 and 12) ----------------
+
+RESNET18 = __import__("pathlib").Path(__file__).resolve().parent.parent / "specs" / "resnet18.yaml"
+
+
+def test_a_mismatch_is_one_line_with_the_first_few_and_a_count():
+    g = cnngraph.load(RESNET18)
+    w = {f"model.{k}": v for k, v in W.init(g).items()}  # a wrapper's prefix on every name
+    with pytest.raises(W.WeightsError) as e:
+        W.check(g, w)
+    msg = str(e.value)
+    assert "\n" not in msg and len(msg) < 700
+    assert msg.startswith("weights do not fit network 'resnet18': 204 problem(s) (102 missing, 102 unexpected): "
+                          "missing 'conv1.weight' (64, 3, 7, 7); missing 'bn1.weight' (64,); missing 'bn1.bias' "
+                          "(64,); and 201 more")
+    assert msg.endswith("the file's names start with 'model.', the network's do not: load it with "
+                        "{k.removeprefix('model.'): v for k, v in weights.items()}")
+    assert len(e.value.problems) == 204  # all of them, for a program to look at
+
+
+def test_no_name_matching_at_all_says_how_names_are_made(graph):
+    w = {f"layer_{i}": v for i, v in enumerate(W.init(graph).values())}
+    with pytest.raises(W.WeightsError, match=r"— no name matches: weights are named '<layer>\.<param>' after the "
+                                             r"spec's layers, e\.g\. 'conv1\.weight'$"):
+        W.check(graph, w)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (("conv2.weight", (0, 1, 2, 2), np.nan), r"'conv2\.weight': 1 NaN value\(s\) \(the first at index \(0, 1, 2, 2\)\)"),
+    (("fc.bias", (3,), -np.inf), r"'fc\.bias': 1 infinite value\(s\) \(the first at index \(3,\)\)"),
+    (("fc.bias", (1,), 1e300), r"'fc\.bias': 1 infinite value\(s\).*float64 values beyond float32's range"),
+    (("bn1.running_var", (2,), -0.5), (r"'bn1\.running_var': 1 negative value \(the first, -0\.5, at index \(2,\)\) "
+                                       r"— a variance is never negative")),
+])
+def test_nan_inf_and_negative_variances_are_refused(graph, bad, message):
+    name, index, value = bad
+    w = {k: v.astype(np.float64) for k, v in W.init(graph).items()}
+    w[name][index] = value
+    with pytest.raises(W.WeightsError, match=message):
+        W.check(graph, w)
+
+
+def test_pytorch_files_load_with_torch(graph, tmp_path):
+    torch = pytest.importorskip("torch")
+    w = W.init(graph, seed=5)
+    sd = {k: torch.from_numpy(v.copy()) for k, v in w.items()}
+    sd["bn1.num_batches_tracked"] = torch.tensor(7)
+    torch.save(sd, tmp_path / "plain.pt")
+    torch.save({"epoch": 3, "state_dict": sd}, tmp_path / "checkpoint.pth")
+    for name in ("plain.pt", "checkpoint.pth"):
+        back = W.resolve(graph, str(tmp_path / name))
+        assert all(np.array_equal(back[k], w[k]) for k in w), name
+    torch.save({"epoch": 3}, tmp_path / "empty.pt")
+    with pytest.raises(W.WeightsError, match=r"empty\.pt: a mapping without tensors \(keys epoch\); expected a "
+                                             r"state_dict"):
+        W.load(tmp_path / "empty.pt")
+
+
+def test_pytorch_files_without_torch_say_how_to_convert(tmp_path, monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("no torch here")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    (tmp_path / "model.pth").write_bytes(b"PK")
+    with pytest.raises(W.WeightsError, match=r"reading .*model\.pth needs PyTorch \(pip install torch\); or "
+                                             r"convert it once where PyTorch is: python -c .*safetensors"):
+        W.load(tmp_path / "model.pth")
+
+
+def test_tensors_that_require_grad_or_are_bfloat16(graph):
+    torch = pytest.importorskip("torch")
+    w = W.init(graph)
+    sd = {k: torch.from_numpy(v.copy()).requires_grad_(v.ndim > 1) for k, v in w.items()}
+    sd["fc.bias"] = sd["fc.bias"].to(torch.bfloat16)
+    got = W.check(graph, sd)
+    assert np.array_equal(got["conv1.weight"], w["conv1.weight"])
+    assert got["fc.bias"].dtype == np.float32
+    np.testing.assert_allclose(got["fc.bias"], w["fc.bias"], rtol=1e-2)  # bfloat16 keeps 8 bits
+    x = np.random.default_rng(0).standard_normal((1, 3, 12, 12)).astype(np.float32)
+    assert cnngraph.reference(graph, x, sd).shape == (1, 4)
+
+
+def test_npz_zip_bomb_is_refused_before_decompressing(tmp_path):
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, a=np.zeros(1 << 19, np.float32))  # 2 MiB of zeros in about 2 KiB
+    assert bomb.stat().st_size < 10_000
+    with pytest.raises(W.WeightsError, match=r"bomb\.npz: its arrays unpack to 2,097,280 bytes, more than the "
+                                             r"1,048,576 allowed \(a zip bomb"):
+        W.load(bomb, max_bytes=1 << 20)
+    assert W.load(bomb)["a"].shape == (1 << 19,)
+
+
+def _zip(path, members):
+    import zipfile
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def test_npz_member_names_and_headers_are_checked(tmp_path):
+    import io
+
+    from numpy.lib import format as npy
+    _zip(tmp_path / "names.npz", {"a.npy": b"", "../../evil.sh": b"echo"})
+    with pytest.raises(W.WeightsError, match=r"member '\.\./\.\./evil\.sh' is not one \.npy array"):
+        W.load(tmp_path / "names.npz")
+    head = io.BytesIO()
+    npy.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 9,)})
+    _zip(tmp_path / "liar.npz", {"w.npy": head.getvalue() + bytes(16)})
+    with pytest.raises(W.WeightsError, match=r"'w' in .*liar\.npz: its header claims 4,000,000,000 bytes of data, "
+                                             r"the member holds 16"):
+        W.load(tmp_path / "liar.npz")
+    head = io.BytesIO()
+    npy.write_array_header_1_0(head, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    _zip(tmp_path / "pickle.npz", {"w.npy": head.getvalue() + bytes(8)})
+    with pytest.raises(W.WeightsError, match=r"expected numbers, got dtype object"):
+        W.load(tmp_path / "pickle.npz")
+
+
+def test_weights_file_larger_than_the_net_needs_is_refused_by_resolve(graph, tmp_path):
+    np.savez(tmp_path / "big.npz", **W.init(graph), extra=np.zeros(20 << 20, np.float32))  # 80 MiB extra
+    with pytest.raises(W.WeightsError, match=r"big\.npz: 83,[\d,]+ bytes, more than the 67,108,864 allowed"):
+        W.resolve(graph, str(tmp_path / "big.npz"))

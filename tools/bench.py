@@ -1,13 +1,13 @@
-"""Benchmark: the compiled net vs the numpy reference, ONNX Runtime and (when
-installed) PyTorch, same weights, 1 and 2 threads, batch 1 and 8.
+"""Benchmark: the compiled net against the numpy reference, ONNX Runtime and (when installed)
+PyTorch, on the same weights, with 1 and 2 threads and batch 1 and 8.
 
     python tools/bench.py                   # every case
     python tools/bench.py a resnet18        # some cases
-    python tools/bench.py --quick           # batch 1, fewer runs
+    python tools/bench.py --quick           # batch 1, shorter timing
 
-Prints milliseconds (median of several runs), GFLOP/s (2 x MACs / time) and
-the speed ratios ORT time / our time and PyTorch time / our time (> 1: we are faster). The numpy reference
-is timed once per row and skipped where it would take minutes.
+Prints milliseconds (the median of several runs), GFLOP/s (2 x MACs / time) and two speed
+ratios, ORT time / our time and PyTorch time / our time (above 1: cnngraph is faster). The
+numpy reference is timed once per row, and not at all where it would take minutes.
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from cnngraph.interop import export
 from cnngraph.interop.runtime import session
 from cnngraph.interop.torch_exec import forward as torch_forward
 
-MICRO = {
-    "a": ("conv3x3 64->64 56x56 + relu + maxpool2",
+MICRO = {  # short cases: one fused kernel each
+    "a": ("conv3x3 64->64 @56 +relu+pool",
           "input: [64, 56, 56]\nlayers: [{conv: {out: 64, kernel: 3, padding: 1}}, {relu: {}}, {maxpool: {kernel: 2}}]"),
-    "b": ("conv3x3 3->64 224x224 + relu + maxpool2",
+    "b": ("conv3x3 3->64 @224 +relu+pool",
           "input: [3, 224, 224]\nlayers: [{conv: {out: 64, kernel: 3, padding: 1}}, {relu: {}}, {maxpool: {kernel: 2}}]"),
-    "c": ("lenet conv5x5 1->6 28x28 + relu + maxpool2",
+    "c": ("conv5x5 1->6 @28 +relu+pool (LeNet)",
           "input: [1, 28, 28]\nlayers: [{conv: {out: 6, kernel: 5}}, {relu: {}}, {maxpool: {kernel: 2}}]"),
-    "d": ("depthwise conv3x3 128ch 56x56 + relu",
+    "d": ("depthwise 3x3 128ch @56 +relu",
           "input: [128, 56, 56]\nlayers: [{conv: {kernel: 3, padding: 1, groups: depthwise}}, {relu: {}}]"),
-    "e": ("conv1d k3 64->64 len 4096 + relu + maxpool2",
+    "e": ("conv1d k3 64->64 @4096 +relu+pool",
           "input: [64, 4096]\nlayers: [{conv: {out: 64, kernel: 3, padding: 1}}, {relu: {}}, {maxpool: {kernel: 2}}]"),
 }
 NETS = ("lenet5", "resnet18", "vgg16", "mobilenet_v2")
@@ -79,8 +79,10 @@ def fmt_ms(t):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cases", nargs="*", help=f"cases: {', '.join(MICRO)} and nets {', '.join(NETS)}")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    cases = "; ".join(f"{k}: {title}" for k, (title, _) in MICRO.items())
+    ap.add_argument("cases", nargs="*", help=f"which cases (default: all): {cases}; nets: {', '.join(NETS)}")
     ap.add_argument("--quick", action="store_true", help="batch 1 only, shorter timing")
     args = ap.parse_args(argv)
     cases = args.cases or [*MICRO, *NETS]
@@ -88,7 +90,8 @@ def main(argv=None):
     min_time = 0.1 if args.quick else 0.3
     print(f"cnngraph bench  cpu: {os.cpu_count()} cores; times are medians; "
           f"ratio = peer time / our time (> 1: we are faster)\n")
-    head = (f"{'case':<44}{'thr':>4}{'N':>3} {'ours ms':>9} {'GFLOP/s':>8} {'ORT ms':>9} {'GFLOP/s':>8} "
+    width = max(len(f"({k}) {t}") for k, (t, _) in MICRO.items()) + 2
+    head = (f"{'case':<{width}}{'thr':>4}{'N':>3} {'ours ms':>9} {'GFLOP/s':>8} {'ORT ms':>9} {'GFLOP/s':>8} "
             f"{'vs ORT':>6} {'torch ms':>9} {'vs torch':>8} {'numpy ms':>9} {'err':>8}")
     print(head)
     print("-" * len(head))
@@ -129,10 +132,10 @@ def main(argv=None):
                 ratio = t_ort / t_ours
                 rows.append((case, th, n, ratio))
                 vs_pt = "-" if t_pt is None else f"{t_pt / t_ours:.2f}"
-                print(f"{title[:43]:<44}{th:>4}{n:>3} {fmt_ms(t_ours)} {fl / t_ours / 1e9:8.1f} {fmt_ms(t_ort)} "
+                print(f"{title:<{width}}{th:>4}{n:>3} {fmt_ms(t_ours)} {fl / t_ours / 1e9:8.1f} {fmt_ms(t_ort)} "
                       f"{fl / t_ort / 1e9:8.1f} {ratio:6.2f} {fmt_ms(t_pt)} {vs_pt:>8} {fmt_ms(t_np)} {err:8.1e}",
                       flush=True)
-        print(f"{'':<44}compile (2 nets): {compile_s:.2f}s, cached: {nets[1].cached}")
+        print(f"{'':<{width}}compile (2 nets): {compile_s:.2f}s, cached: {nets[1].cached}")
     worst = min(rows, key=lambda r: r[3])
     print(f"\nworst ratio vs ORT: {worst[3]:.2f} ({worst[0]}, {worst[1]} thread(s), batch {worst[2]}); "
           f"bar: >= 0.5 everywhere, lenet5 batch 1 > 1")

@@ -10,13 +10,15 @@ import argparse
 import importlib
 import sys
 
-from ..errors import CnnGraphError
+from .. import __version__
+from ..errors import CnnGraphError, clip, escape
 
-COMMANDS = ("compile", "run", "fcview", "export", "import_", "report")
+COMMANDS = ("compile", "run", "fcview", "export", "import_", "report", "specs")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cnngraph", description="A declarative CNN compiler.")
+    p.add_argument("--version", action="version", version=f"cnngraph {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f".{name}", __name__).add_parser(sub)
@@ -28,10 +30,10 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (CnnGraphError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {clip(escape(e), 2000)}", file=sys.stderr)  # one line, whatever was in the input
         return 1
     except OSError as e:  # unwritable output path and the like
-        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(escape(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -12,9 +13,28 @@ import numpy as np
 from .. import fcview, load
 from ..errors import CnnGraphError
 
+COLUMNS_HELP = """\
+columns of the table (one row per layer; layer(x).ravel() == M @ x.ravel() + b):
+  mode          linear: M is exact for every input (conv, linear, pools' averages, batchnorm);
+                piecewise: exact in the region of this input (ReLU keeps or drops, max-pool selects);
+                local: the tangent at this input (sigmoid, tanh, softmax, LRN)
+  matrix        rows x cols of M: output elements x input elements, per sample
+  connections   non-zeros of M: input-output pairs really connected (padding taps not counted)
+  params        trainable parameters of the layer (weights and bias)
+  sharing       connections per parameter: how often each weight is used (a conv's kernel slides)
+  reuse         connections per distinct tied weight entry (for a conv: the output positions)
+  density       connections / (rows x cols): how far from fully connected the layer is
+  dense params  what an unshared fully-connected layer between the same input and output would
+                need: in x out (+ out biases where the layer has a bias)
+  max error     max |M x + b - reference(x)| in float64 at the checked input: the matrix is right
+The total line sums connections, params and dense params over the layers; identity-like layers
+(batchnorm, ReLU, dropout) count their in x out dense params too. See docs/spec.md, "The FC view".
+"""
+
 
 def add_parser(sub):
-    p = sub.add_parser("fcview", help="each layer (and the whole net) as a sparse fully-connected matrix")
+    p = sub.add_parser("fcview", help="each layer (and the whole net) as a sparse fully-connected matrix",
+                       epilog=COLUMNS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help="a network spec (.yaml)")
     p.add_argument("--layer", action="append", metavar="NAME",
                    help="only this layer (repeatable); skips the whole-network map")
