@@ -61,15 +61,13 @@ class FCViewError(CnnGraphError):
 
 
 def format_bytes(n: float) -> str:
-    """Human-readable bytes.
+    """Human-readable bytes (the package's one formatter, units.nbytes).
 
     >>> format_bytes(1_686_643_208), format_bytes(512)
     ('1.6 GiB', '512 B')
     """
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
+    from .units import nbytes
+    return nbytes(n)
 
 
 # ---- per-layer statistics ---------------------------------------------------

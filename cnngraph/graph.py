@@ -57,7 +57,7 @@ class Node:
         return math.prod(self.out_shape)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Graph:
     """An inferred network: nodes in topological order (the input excluded)."""
 
@@ -71,6 +71,24 @@ class Graph:
 
     def node(self, name: str) -> Node:
         return self.nodes[self._index[name]]
+
+    # ---- presentation (report.py and html_report.py do the work) ----
+    def __repr__(self):
+        from . import report
+        return report.graph_repr(self)
+
+    def summary(self, depth: int | None = None) -> str:
+        """The text report: layers, shapes, parameters, MACs, receptive fields, totals."""
+        from . import report
+        return report.summary(self, depth)
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows: the HTML report (graph, fused kernels, charts, layer table)."""
+        from . import html_report, report
+        try:
+            return html_report.to_html(self, fragment=True)
+        except Exception:  # noqa: BLE001 - a notebook shows the plain table rather than nothing
+            return report.to_html(self)
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.input_shape if name == INPUT else self.node(name).out_shape

@@ -103,10 +103,8 @@ def main(args) -> int:
     graph = load(args.spec)
     x = None
     if args.input:
-        try:
-            x = np.load(args.input, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise CnnGraphError(f"cannot read input {args.input}: {e}") from None
+        from ..data import read_npy
+        x = read_npy(args.input)  # the header is checked against the file before anything is read
     if args.erf:
         return erf_main(args, graph, x)
     if args.inputs is not None:

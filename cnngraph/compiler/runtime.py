@@ -23,6 +23,7 @@ import threading
 
 import numpy as np
 
+from .. import units
 from ..errors import CnnGraphError
 from ..oracle import real_array
 from . import jit
@@ -55,15 +56,12 @@ def memory_limit() -> int:
 
 
 def format_bytes(n: float) -> str:
-    """Human-readable bytes.
+    """Human-readable bytes (the package's one formatter, units.nbytes).
 
     >>> format_bytes(3 << 30), format_bytes(1500)
     ('3.0 GiB', '1.5 KiB')
     """
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
+    return units.nbytes(n)
 
 
 def check_threads(threads, what: str = "threads"):
@@ -303,6 +301,12 @@ class CompiledNet:
     def workspace_bytes(self) -> int:
         """Intermediate memory per sample after liveness-based reuse."""
         return self.plan.workspace
+
+    def preprocess(self, image):
+        """An image (path, PIL image or array) as this net's input batch of one, per the spec's
+        `preprocess:` section (see cnngraph.preprocess.prepare)."""
+        from ..preprocess import prepare
+        return prepare(self, image)
 
     def summary(self) -> str:
         """The kernels and what each covers, one line per distinct kernel."""

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from ..errors import CnnGraphError
+from ..errors import CnnGraphError, escape
 
 DEFAULT_OPSET = 17  # what PyTorch exports by default; ONNX Runtime runs it everywhere
 MIN_OPSET = 13  # Softmax over one axis (not "flatten from axis") starts here
 
 
 class InteropError(CnnGraphError):
-    """A model cnngraph cannot export or import, or the optional onnx packages are missing."""
+    """A model cnngraph cannot export or import, or the optional onnx packages are missing.
+    The message is one line: names from a model are escaped (escaping is idempotent on what
+    is already escaped text only in that it never adds line breaks)."""
+
+    def __init__(self, msg: str):
+        super().__init__(escape(msg))
 
 
 def require_onnx():

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import spec as _spec
-from ..errors import CnnGraphError, LayerError
+from ..errors import CnnGraphError, LayerError, clip, escape
 from ..layers import REGISTRY, Fusion, make
 from ..spec import INPUT
 from .common import InteropError, require_onnx
@@ -159,10 +159,11 @@ class _Importer:
 
     # ---- messages ----
     def where(self, node) -> str:
-        return f"node '{node.name or node.output[0]}' ({node.op_type})"
+        return f"node '{escape(node.name or (node.output[0] if node.output else '?'))}' ({escape(node.op_type)})"
 
     def fail(self, node, msg: str):
-        return InteropError(f"{self.source}: {self.where(node)}: {msg}")
+        """The refusal of `node`, on one line: names from the model are escaped, long values clipped."""
+        return InteropError(f"{escape(self.source)}: {self.where(node)}: {escape(clip(msg))}")
 
     # ---- constants ----
     def load_constants(self):

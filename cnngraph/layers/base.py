@@ -119,11 +119,12 @@ def boolean(v):
     return v
 
 
-def number(lo=None, hi=None, lo_open=False):
+def number(lo=None, hi=None, lo_open=False, allow_inf=False):
+    """A number in [lo, hi] (or (lo, hi] with lo_open); never NaN, infinite only with allow_inf."""
     def conv(v):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise LayerError(f"expected a number, got {_show(v)}")
-        if not math.isfinite(v):
+        if math.isnan(v) or (math.isinf(v) and not allow_inf):
             raise LayerError(f"expected a finite number, got {v}")
         if lo is not None and (v < lo or (lo_open and v == lo)):
             raise LayerError(f"expected a number {'>' if lo_open else '>='} {lo}, got {v}")

@@ -59,7 +59,7 @@ class Pad(Layer):
         imp.add_layer(node, "pad", {"padding": [list(p) for p in full[2:]], "value": imp.f32(value)}, [x.layer])
         return None
     attrs = (Attr("padding", padding, doc="an int, one per dim, or [lo, hi] per dim"),
-             Attr("value", number(), 0.0))
+             Attr("value", number(allow_inf=True), 0.0, "the fill (may be -inf: a max-pool's padding)"))
 
     def validate(self):
         if self.padding == "same":  # no window, so 'same' would silently mean no padding
