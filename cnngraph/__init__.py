@@ -46,25 +46,46 @@ def load(spec_or_path, strict: bool = False) -> _graph.Graph:
         raise TypeError(f"expected a path, a bundled spec's name, YAML text, a NetSpec or a Graph, got "
                         f"{type(spec_or_path).__name__}")
     text = _os.fspath(spec_or_path)
-    if _is_onnx(text):  # an ONNX model: imported (cnngraph[onnx]); its weights come with `onnx_weights`
-        from .interop import load_onnx
-        return _graph.build(load_onnx(text)[0], strict)
+    loader = _loader(text)
+    if loader is not None:  # a model file another tool wrote (ONNX): its weights come with `onnx_weights`
+        return _graph.build(loader(text)[0], strict)
     if "\n" in text or (not _os.path.exists(text) and ":" in text and not text.endswith((".yaml", ".yml"))):
         return _graph.build(_spec.loads(text), strict)
     return _graph.build(_spec.load(text), strict)
 
 
-def _is_onnx(spec_or_path) -> bool:
-    return isinstance(spec_or_path, (str, _os.PathLike)) and _os.fspath(spec_or_path).endswith(".onnx") \
-        and "\n" not in _os.fspath(spec_or_path)
+# ---- model files of other tools: a registry the interop package fills (nothing below imports us) ----
+_LOADERS: dict = {}  # file suffix -> function(path) -> (NetSpec, weights)
+
+
+def register_loader(suffix: str, load_file) -> None:
+    """Teach `load`, `reference` and `compile` a model file format: `load_file(path)` returns
+    (NetSpec, weights). cnngraph.interop registers `.onnx`."""
+    _LOADERS[suffix.lower()] = load_file
+
+
+def _loader(spec_or_path):
+    if not isinstance(spec_or_path, (str, _os.PathLike)):
+        return None
+    text = _os.fspath(spec_or_path)
+    if "\n" in text:
+        return None
+    return next((f for suffix, f in _LOADERS.items() if text.lower().endswith(suffix)), None)
 
 
 def onnx_weights(spec_or_path, weights=None):
-    """The weights to use: `weights` if given, else those inside an `.onnx` model (else None)."""
-    if weights is None and _is_onnx(spec_or_path):
-        from .interop import load_onnx
-        return load_onnx(spec_or_path)[1]
+    """The weights to use: `weights` if given, else those inside a model file (`.onnx`), else None."""
+    loader = _loader(spec_or_path)
+    if weights is None and loader is not None:
+        return loader(_os.fspath(spec_or_path))[1]
     return weights
+
+
+def export(spec_or_path, path=None, weights=None, seed: int = 0, **options):
+    """A network (spec path, name, YAML text, NetSpec, Graph or `.onnx`) and its weights as an ONNX
+    model, written to `path` if given (see `cnngraph.interop.export` for the options)."""
+    from .interop import export as _export
+    return _export(load(spec_or_path), onnx_weights(spec_or_path, weights), path, seed=seed, **options)
 
 
 def reference(spec_or_path, x, weights=None, seed: int = 0):
@@ -107,6 +128,11 @@ _MODULES = ("report", "weights", "data", "preprocess", "fcview", "dask", "units"
             "compiler", "interop", "oracle", "layers")
 
 
+from .interop import register as _register_interop  # noqa: E402 - after the registry it fills
+
+_register_interop(register_loader)
+
+
 def __getattr__(name):
     if name in _MODULES:  # `cnngraph.report.to_text(...)` without importing cnngraph.report first
         return _importlib.import_module(f".{name}", __name__)
@@ -129,6 +155,7 @@ __all__ = [
     "__version__",
     "compile",
     "dask",
+    "export",
     "data",
     "fcview",
     "load",
@@ -136,6 +163,7 @@ __all__ = [
     "prepare",
     "preprocess",
     "reference",
+    "register_loader",
     "report",
     "specs",
     "weights",

@@ -201,8 +201,8 @@ def test_python_api_is_reachable_from_the_package_alone():
     first, names = p.stdout.splitlines()
     assert first == "True"
     assert names == str(["CnnGraphError", "Graph", "InputError", "LayerError", "NetSpec", "SpecError", "SpecWarning",
-                         "WeightsError", "compile", "dask", "data", "fcview", "load", "onnx_weights", "prepare",
-                         "preprocess", "reference", "report", "specs", "weights"])
+                         "WeightsError", "compile", "dask", "data", "export", "fcview", "load", "onnx_weights",
+                         "prepare", "preprocess", "reference", "register_loader", "report", "specs", "weights"])
     assert "os" not in dir(cnngraph) and "annotations" not in dir(cnngraph)
 
 

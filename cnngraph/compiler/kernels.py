@@ -96,9 +96,10 @@ class Residual:
 
 @dataclass(frozen=True)
 class ScaleShift:
-    """x = x * scale[c] + shift[c] (a batchnorm that could not fold), from the affine argument."""
+    """x = x * scale[c] + shift[c] (a batchnorm that could not fold), from the affine argument;
+    `kind` names the layer it came from (for the kernel's name)."""
 
-    kind: str = "batchnorm"
+    kind: str
 
     @property
     def label(self) -> str:
@@ -300,7 +301,7 @@ class ConvKernel(Kernel):
 @dataclass(frozen=True)
 class Reorder(Kernel):
     """Layout change of a (C, D, H, W) tensor: "to_blocked" (plain -> blocked), "from_blocked"
-    (blocked -> the user's plain output) or "flatten" (blocked -> blocked flat vector, PyTorch's
+    (blocked -> the user's plain output) or "to_flat" (blocked -> blocked flat vector, PyTorch's
     channel-major order). Work items: (n, channel block), for flatten (n, output block)."""
 
     kind: str
@@ -322,7 +323,7 @@ class Reorder(Kernel):
         return {"input": Expect(self.c, sp), "output": Expect(self.c * sp, 1)}
 
     def items(self) -> int:
-        if self.kind == "flatten":
+        if self.kind == "to_flat":
             return cblocks(self.c * math.prod(self.dims))
         return cblocks(self.c)
 
@@ -390,12 +391,13 @@ class Affine(Kernel):
 
     c: int
     spatial: int
+    kind: str = "affine"  # the layer it came from, for the name
 
     ARGS = (("input", IN), ("output", OUT), ("affine", WEIGHT))
 
     @property
     def name(self) -> str:
-        return "batchnorm"
+        return self.kind
 
     def expects(self):
         return {"input": Expect(self.c, self.spatial), "output": Expect(self.c, self.spatial)}

@@ -319,7 +319,7 @@ class _Lowerer:
                                                      flat_of=(t.c, t.dims))
             return
         out = self.new_tensor(t.c * t.spatial, (1, 1, 1))
-        self.step(Reorder("flatten", t.c, t.dims), [node.name], input=TensorArg(self.whole(src, node.name)),
+        self.step(Reorder("to_flat", t.c, t.dims), [node.name], input=TensorArg(self.whole(src, node.name)),
                   output=TensorArg(out))
         self.values[node.name] = out
 
@@ -361,7 +361,7 @@ class _Lowerer:
         t = self.tensors[src]
         out = self.new_tensor(t.c, t.dims)
         sc = np.concatenate([pad_channels(low.scale, t.c), pad_channels(low.shift, t.c)])
-        self.step(Affine(t.c, t.spatial), group.nodes, input=TensorArg(src), output=TensorArg(out),
+        self.step(Affine(t.c, t.spatial, node.kind), group.nodes, input=TensorArg(src), output=TensorArg(out),
                   affine=self.weight(sc))
         self.values[group.out] = out
 

@@ -9,7 +9,7 @@ lazily, inside these functions, with a clear error when missing.
 
 >>> import cnngraph.interop as io
 >>> sorted(n for n in io.__all__)
-['DEFAULT_OPSET', 'Imported', 'InteropError', 'export', 'import_onnx', 'load_onnx']
+['DEFAULT_OPSET', 'Imported', 'InteropError', 'export', 'import_onnx', 'load_onnx', 'register']
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def load_onnx(path):
     return _load(path)
 
 
+def register(register_loader) -> None:
+    """Register the model formats this package reads with the facade (`cnngraph.register_loader`)."""
+    register_loader(".onnx", load_onnx)
+
+
 def __getattr__(name):
     if name == "Imported":
         from .onnx_import import Imported
@@ -42,4 +47,4 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["DEFAULT_OPSET", "Imported", "InteropError", "export", "import_onnx", "load_onnx"]
+__all__ = ["DEFAULT_OPSET", "Imported", "InteropError", "export", "import_onnx", "load_onnx", "register"]
