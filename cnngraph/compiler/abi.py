@@ -14,6 +14,8 @@ declared order. An argument resolves to a pointer at run time:
     WORKSPACE  -> workspace + n * value
     WEIGHT     -> weights[value]          (the packed weight table)
     BATCH      -> the batch size n itself, in a pointer slot
+    CONST      -> `value` itself, in a pointer slot (a run-time parameter: kernels that differ only
+                  in it are one kernel, compiled once)
 
 >>> CONTEXT.index("workspace"), STEP.words, ARG.words
 (2, 4, 2)
@@ -63,6 +65,7 @@ class ArgKind(enum.IntEnum):
     WORKSPACE = 3
     WEIGHT = 4
     BATCH = 5
+    CONST = 6
 
 
 def step_words(max_args: int) -> int:

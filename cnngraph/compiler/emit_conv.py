@@ -58,8 +58,7 @@ class ConvEmitter:
         self.OG = k.ob // self.V
         self.q_plane = self.QD * self.QH * self.QW * VL
         self.o_plane = self.OD * self.OH * self.OW * VL
-        self.out_sample = k.dst_cblocks * self.q_plane
-        self.res_sample = (k.res_cblocks or k.ob) * self.o_plane
+        self.res_sample = k.ob * self.o_plane
         if k.depthwise:
             self.w_og = self.KD * self.KH * self.KW * VL
         else:
@@ -91,6 +90,8 @@ class ConvEmitter:
             self.div = [self._table(f"{self.symbol}.div{d}", t)
                         for d, t in enumerate(k.pool.divisors())]
         batch = b.ptrtoint(a["batch"], I64)
+        self.out_offset = b.ptrtoint(a["out_offset"], I64)  # run time: where the slice starts, its root's blocks
+        self.out_sample = b.mul(b.ptrtoint(a["out_blocks"], I64), i64(self.q_plane))
         rows = self.QD * self.QH
         per_og = b.mul(batch, i64(rows))
         with b.loop(start, end, name="item") as item:
@@ -138,7 +139,7 @@ class ConvEmitter:
             self.real = [b.lane_mask(b.sub(i64(k.cout), b.imul(b.iadd(ob0, v), VL))) for v in range(V)]
         else:
             row = b.imul(b.iadd(b.imul(qd, self.QH), qh), self.QW * VL)
-            chan = b.imul(b.iadd(ob0, k.out_cblock_offset), self.q_plane)
+            chan = b.imul(b.iadd(ob0, self.out_offset), self.q_plane)
             self.out_row = b.fptr(self.p_out, b.iadd(b.imul(n, self.out_sample), b.iadd(chan, row)))
         if self.rmw:
             init = splat(NEG_INF if k.pool.kind == "max" else 0.0)

@@ -475,9 +475,12 @@ def emit_pad(module, k: PadOp, symbol: str):
 
 
 def emit_concat_copy(module, k: ConcatCopy, symbol: str):
+    """Channel by channel into the destination's slice from the run-time `offset`; the last item
+    clears the destination's padding lanes when the run-time `zero_tail` is set."""
     fn, b = new_kernel(module, symbol)
     a = kernel_args(b, fn, k)
     src, dst = a["input"], a["output"]
+    offset, zero_tail = b.ptrtoint(a["offset"], I64), b.ptrtoint(a["zero_tail"], I64)
     S = k.spatial
     cbi, cbo = cblocks(k.c), cblocks(k.total)
 
@@ -487,13 +490,14 @@ def emit_concat_copy(module, k: ConcatCopy, symbol: str):
 
         with b.if_else(b.icmp_signed("<", c, i64(k.c))) as (then, other):
             with then:
-                si, so = lane_off(c, cbi), lane_off(b.iadd(c, k.offset), cbo)
+                si, so = lane_off(c, cbi), lane_off(b.iadd(c, offset), cbo)
                 with b.loop(0, S, name="s") as s:
                     b.store(b.sload(src, b.iadd(si, b.imul(s, VL))), b.fptr(dst, b.iadd(so, b.imul(s, VL))), align=4)
-            with other, b.loop(k.total, cbo * VL, name="z") as ch:  # the extra item: padding lanes
-                so = lane_off(ch, cbo)
-                with b.loop(0, S, name="s") as s:
-                    b.store(ir.Constant(F32, 0.0), b.fptr(dst, b.iadd(so, b.imul(s, VL))), align=4)
+            with other, b.if_then(b.icmp_signed("!=", zero_tail, i64(0))):
+                with b.loop(k.total, cbo * VL, name="z") as ch:  # the extra item: padding lanes
+                    so = lane_off(ch, cbo)
+                    with b.loop(0, S, name="s") as s:
+                        b.store(ir.Constant(F32, 0.0), b.fptr(dst, b.iadd(so, b.imul(s, VL))), align=4)
 
     _items(b, fn, k.items(), body)
     b.ret_void()

@@ -25,7 +25,7 @@ from .target import BLOCK as VL
 
 Dims = tuple  # (D, H, W)
 
-IN, OUT, WEIGHT, BATCH = "in", "out", "weight", "batch"  # argument roles
+IN, OUT, WEIGHT, BATCH, CONST = "in", "out", "weight", "batch", "const"  # argument roles
 
 
 def cblocks(c: int) -> int:
@@ -59,8 +59,9 @@ class Kernel:
     def args(self) -> tuple[tuple[str, str], ...]:
         return self.ARGS
 
-    def expects(self) -> dict[str, Expect]:
-        """Per tensor argument, what the kernel reads or writes there."""
+    def expects(self, consts: dict) -> dict[str, Expect]:
+        """Per tensor argument, what the kernel reads or writes there (`consts`: the step's run-time
+        integer arguments)."""
         return {}
 
     def items(self) -> int:
@@ -186,23 +187,22 @@ class ConvKernel(Kernel):
     out_dims: Dims  # conv output, before the pool
     epilogue: Epilogue = field(default_factory=Epilogue)
     pool: Pool | None = None
-    out_cblocks: int = 0  # channel blocks of the destination tensor (0: this conv's own)
-    out_cblock_offset: int = 0  # where this conv's channels start in it (concat in place)
-    res_cblocks: int = 0  # channel blocks of the residual tensor (0: this conv's own)
     out_plain: bool = False  # write the user's (N, C, *spatial) output directly (no pool allowed)
     schedule: ConvSchedule | None = None
 
+    # the destination's channel blocks and this conv's first block in it are run-time arguments,
+    # so the branches of a concat written in place share one kernel
     ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("residual", IN), ("output", OUT),
-            ("affine", WEIGHT), ("batch", BATCH))
+            ("affine", WEIGHT), ("batch", BATCH), ("out_blocks", CONST), ("out_offset", CONST))
 
-    def expects(self):
+    def expects(self, consts):
         sp = math.prod(self.in_dims)
         out = {"input": Expect(self.cin, sp, "plain" if self.in_plain else "blocked"),
                "output": (Expect(self.cout, math.prod(self.pooled), "plain") if self.out_plain else
-                          Expect(self.cout, math.prod(self.pooled), "blocked", self.dst_cblocks,
-                                 self.out_cblock_offset))}
+                          Expect(self.cout, math.prod(self.pooled), "blocked", consts["out_blocks"],
+                                 consts["out_offset"]))}
         if self.epilogue.residual:
-            out["residual"] = Expect(self.cout, math.prod(self.out_dims), "blocked", self.res_cblocks or self.ob)
+            out["residual"] = Expect(self.cout, math.prod(self.out_dims), "blocked", self.ob)
         return out
 
     # ---- derived geometry ----
@@ -243,9 +243,6 @@ class ConvKernel(Kernel):
     def pooled(self) -> Dims:
         return self.pool.out if self.pool else self.out_dims
 
-    @property
-    def dst_cblocks(self) -> int:
-        return self.out_cblocks or self.ob
 
     @property
     def name(self) -> str:
@@ -314,7 +311,7 @@ class Reorder(Kernel):
     def name(self) -> str:
         return self.kind
 
-    def expects(self):
+    def expects(self, consts):
         sp = math.prod(self.dims)
         if self.kind == "to_blocked":
             return {"input": Expect(self.c, sp, "plain"), "output": Expect(self.c, sp)}
@@ -343,7 +340,7 @@ class PoolOp(Kernel):
     def name(self) -> str:
         return f"{self.pool.kind}pool"
 
-    def expects(self):
+    def expects(self, consts):
         return {"input": Expect(self.c, math.prod(self.in_dims)), "output": Expect(self.c, math.prod(self.pool.out))}
 
     def items(self) -> int:
@@ -376,7 +373,7 @@ class Eltwise(Kernel):
         parts = ([self.merge.kind] if self.merge is not None else []) + [a.label for a in self.acts]
         return "_".join(parts) or "copy"
 
-    def expects(self):
+    def expects(self, consts):
         e = Expect(self.c, self.spatial)
         return {name: e for name, _ in self.args}
 
@@ -399,7 +396,7 @@ class Affine(Kernel):
     def name(self) -> str:
         return self.kind
 
-    def expects(self):
+    def expects(self, consts):
         return {"input": Expect(self.c, self.spatial), "output": Expect(self.c, self.spatial)}
 
     def items(self) -> int:
@@ -426,7 +423,7 @@ class LinearKernel(Kernel):
     def name(self) -> str:
         return "_".join(["fused_linear"] + self.epilogue.name_parts())
 
-    def expects(self):
+    def expects(self, consts):
         return {"input": Expect(self.in_c, self.in_spatial), "output": Expect(self.cout, 1)}
 
     def items(self) -> int:
@@ -448,7 +445,7 @@ class ChannelOp(Kernel):
     def name(self) -> str:
         return self.layer.kind
 
-    def expects(self):
+    def expects(self, consts):
         return {"input": Expect(self.c, self.spatial), "output": Expect(self.c, self.spatial)}
 
     def items(self) -> int:
@@ -471,7 +468,7 @@ class PadOp(Kernel):
     def name(self) -> str:
         return "pad"
 
-    def expects(self):
+    def expects(self, consts):
         return {"input": Expect(self.c, math.prod(self.in_dims)), "output": Expect(self.c, math.prod(self.out_dims))}
 
     def items(self) -> int:
@@ -486,21 +483,21 @@ class ConcatCopy(Kernel):
 
     c: int
     total: int
-    offset: int
     spatial: int
-    zero_tail: bool
 
-    ARGS = (("input", IN), ("output", OUT))
+    # where the copy lands and whether it clears the padding lanes are run-time arguments: the
+    # copies into one concat share one kernel
+    ARGS = (("input", IN), ("output", OUT), ("offset", CONST), ("zero_tail", CONST))
 
     @property
     def name(self) -> str:
         return "concat"
 
-    def expects(self):
+    def expects(self, consts):
         return {"input": Expect(self.c, self.spatial), "output": Expect(self.total, self.spatial)}
 
     def items(self) -> int:
-        return self.c + (1 if self.zero_tail else 0)
+        return self.c + 1  # the last item clears the padding lanes where zero_tail asks
 
 
 @dataclass(frozen=True)
@@ -528,7 +525,7 @@ class PlainDWConv(Kernel):
     def name(self) -> str:
         return "_".join(["fused", f"dwconv{self.nd}d_plain", *self.epilogue.name_parts()])
 
-    def expects(self):
+    def expects(self, consts):
         return {"input": Expect(self.c, math.prod(self.in_dims), "plain"),
                 "output": Expect(self.c, math.prod(self.out_dims), "plain")}
 

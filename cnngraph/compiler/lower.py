@@ -58,7 +58,7 @@ from .kernels import (
     cblocks,
 )
 from .pack import as3d, pack_conv, pad_channels
-from .plan import INPUT_T, OUTPUT_T, BatchArg, PendingWeight, Plan, Step, Tensor, TensorArg, WeightArg
+from .plan import INPUT_T, OUTPUT_T, BatchArg, ConstArg, PendingWeight, Plan, Step, Tensor, TensorArg, WeightArg
 
 
 class CompilerBug(CnnGraphError):
@@ -259,13 +259,13 @@ class _Lowerer:
         if residual is not None:
             res = self.whole(self.values[residual], node.name)
         kern = ConvKernel(low.window.nd, cin, conv_in, plain, cout, groups, win.kernel, win.stride, win.dilation,
-                          win.pad_lo, conv_out, epilogue, pool, self.tensors[out].total_blocks,
-                          self.tensors[out].cb_off, self.tensors[res].total_blocks if res is not None else 0)
+                          win.pad_lo, conv_out, epilogue, pool)
         self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(w, pack_conv),
                   bias=self.weight(pad_channels(b, cout)), residual=TensorArg(res) if res is not None else None,
                   output=TensorArg(out),
                   affine=self.weight(np.concatenate([pad_channels(affine.scale, cout), pad_channels(affine.shift, cout)]))
-                  if affine is not None else None, batch=BatchArg())
+                  if affine is not None else None, batch=BatchArg(),
+                  out_blocks=ConstArg(self.tensors[out].total_blocks), out_offset=ConstArg(self.tensors[out].cb_off))
         self.macs += kern.macs()
         self.values[group.out] = out
 
@@ -333,9 +333,9 @@ class _Lowerer:
         copies = [(i, int(o)) for i, o in zip(node.inputs, offs) if self.inplace.get(i, (None,))[0] != node.name]
         for j, (i, o) in enumerate(copies):
             src = self.whole(self.blocked(i), node.name)
-            kern = ConcatCopy(self.tensors[src].c, total, o, math.prod(dims),
-                              zero_tail=j == len(copies) - 1 and total % VL != 0)
-            self.step(kern, [node.name], input=TensorArg(src), output=TensorArg(dst))
+            kern = ConcatCopy(self.tensors[src].c, total, math.prod(dims))
+            self.step(kern, [node.name], input=TensorArg(src), output=TensorArg(dst), offset=ConstArg(o),
+                      zero_tail=ConstArg(int(j == len(copies) - 1 and total % VL != 0)))
 
     def eltwise(self, group, node, low):
         ins = [self.whole(self.blocked(i), node.name) for i in node.inputs]
@@ -408,7 +408,7 @@ class _Lowerer:
         if sole and writers[0] == len(self.steps) - 1 and isinstance(last.kernel, ConvKernel) \
                 and last.kernel.pool is None:
             # the last conv scatters straight into the user's array: no layout pass over the output
-            kern = replace(last.kernel, out_plain=True, out_cblocks=0, out_cblock_offset=0)
+            kern = replace(last.kernel, out_plain=True)
             self.forget_name(last.kernel)
             self.steps[-1] = replace(last, kernel=kern, name=self.display_name(kern),
                                      args=tuple((n, TensorArg(OUTPUT_T) if n == "output" else a) for n, a in last.args))

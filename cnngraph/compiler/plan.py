@@ -83,6 +83,13 @@ class BatchArg:
 
 
 @dataclass(frozen=True)
+class ConstArg:
+    """An integer passed at run time (a channel offset, a flag): kernels differing only in it are one."""
+
+    value: int
+
+
+@dataclass(frozen=True)
 class Step:
     """One native call: a kernel descriptor, its display name, the graph nodes it covers, and
     its arguments by name (in the kernel's declared order; None where unused)."""
@@ -94,6 +101,10 @@ class Step:
 
     def arg(self, name: str):
         return dict(self.args)[name]
+
+    def consts(self) -> dict:
+        """The run-time integer arguments by name."""
+        return {n: a.value for n, a in self.args if isinstance(a, ConstArg)}
 
     def tensors(self, role: str) -> list[int]:
         """Tensor ids of the arguments with `role` ("in" or "out")."""
@@ -231,5 +242,5 @@ def build_plan(graph, weights, target: Target | None = None) -> Plan:
     return plan
 
 
-__all__ = ["INPUT_T", "OUTPUT_T", "BatchArg", "Group", "PendingWeight", "Plan", "Step", "Tensor", "TensorArg",
+__all__ = ["INPUT_T", "OUTPUT_T", "BatchArg", "ConstArg", "Group", "PendingWeight", "Plan", "Step", "Tensor", "TensorArg",
            "WeightArg", "aligned", "aligned_empty", "build_plan", "replace"]

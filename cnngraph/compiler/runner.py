@@ -114,6 +114,8 @@ def emit_runner() -> str:
                 b.store(word(table, value, PTR), slot, align=8)
             with b.if_then(b.icmp_signed("==", kind, i64(ArgKind.BATCH))):
                 b.store(b.inttoptr(n, PTR), slot, align=8)
+            with b.if_then(b.icmp_signed("==", kind, i64(ArgKind.CONST))):
+                b.store(b.inttoptr(value, PTR), slot, align=8)
         unit = word(rec, STEP.index("unit"))
         items = b.mul(b.sdiv(b.add(n, b.sub(unit, i64(1))), unit), word(rec, STEP.index("items")))
         with b.if_else(b.icmp_signed(">", nthreads, i64(1))) as (shared, alone):

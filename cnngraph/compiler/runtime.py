@@ -28,7 +28,7 @@ from ..errors import CnnGraphError
 from ..oracle import real_array
 from . import jit
 from .abi import CONTEXT, ArgKind, step_table
-from .plan import INPUT_T, OUTPUT_T, BatchArg, Plan, TensorArg, WeightArg, aligned_empty
+from .plan import INPUT_T, OUTPUT_T, BatchArg, ConstArg, Plan, TensorArg, WeightArg, aligned_empty
 from .runner import NET_RUN, SPIN_WAIT
 
 _RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
@@ -342,6 +342,8 @@ def _step_table(plan: Plan, address_of) -> np.ndarray:
                 args.append((ArgKind.WEIGHT, a.index))
             elif isinstance(a, BatchArg):
                 args.append((ArgKind.BATCH, 0))
+            elif isinstance(a, ConstArg):
+                args.append((ArgKind.CONST, a.value))
             else:
                 raise CompileError(f"step {s.name}: argument {a!r} cannot be passed to native code")
         steps.append((address_of(s), s.kernel.items(), s.kernel.unit, args))

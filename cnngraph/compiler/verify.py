@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import BATCH, IN, OUT, VL, WEIGHT, ConcatCopy, cblocks
+from .kernels import BATCH, CONST, IN, OUT, VL, WEIGHT, ConcatCopy, cblocks
 from .lower import CompilerBug
 from .memory import ALIGN, lifetimes, step_accesses
-from .plan import INPUT_T, OUTPUT_T, BatchArg, Plan, TensorArg, WeightArg
+from .plan import INPUT_T, OUTPUT_T, BatchArg, ConstArg, Plan, TensorArg, WeightArg
 
 
 def _fail(plan, i, msg):
@@ -28,7 +28,10 @@ def _fail(plan, i, msg):
 
 def _check_args(plan: Plan, i: int):
     s = plan.steps[i]
-    expects = s.kernel.expects()
+    for name, role in s.kernel.args:
+        if role == CONST and not isinstance(s.arg(name), ConstArg):
+            _fail(plan, i, f"argument '{name}' must be a run-time integer")
+    expects = s.kernel.expects(s.consts())
     for name, role in s.kernel.args:
         a = s.arg(name)
         if role in (IN, OUT):
@@ -94,9 +97,9 @@ def verify(plan: Plan) -> Plan:
             lanes = root.c if root.layout == "plain" else root.total_blocks * VL
             done = written.setdefault(root.id, np.zeros(lanes, bool))
             if isinstance(s.kernel, ConcatCopy):
-                k = s.kernel
-                done[k.offset:k.offset + k.c] = True
-                if k.zero_tail:
+                k, c = s.kernel, s.consts()
+                done[c["offset"]:c["offset"] + k.c] = True
+                if c["zero_tail"]:
                     done[k.total:] = True
             else:
                 lo, hi = _lanes(plan, a.tensor, name, s)
