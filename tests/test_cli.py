@@ -249,3 +249,17 @@ def test_every_fcview_column_is_explained_in_the_help_and_the_docs(capsys):
             continue
         assert re.search(rf"^  {re.escape(header)}  ", help_text, re.MULTILINE), header
         assert f"| `{header}` |" in doc, header
+
+
+def test_cache_info_and_clear(tmp_path, monkeypatch):
+    env = {"CNNGRAPH_CACHE": str(tmp_path / "objs"), "CNNGRAPH_CACHE_MAX_BYTES": str(50 << 20)}
+    code, out, err = cli("compile", SPECS / "lenet5.yaml", "--no-check", env=env)
+    assert code == 0, err
+    code, out, err = cli("cache", "info", env=env)
+    assert code == 0, err
+    m = re.match(r"^(.*objs): (\d+) compiled objects, ([\d.]+ KiB) of at most 50.0 MiB \(least recently used", out)
+    assert m and m.group(1) == str(tmp_path / "objs") and int(m.group(2)) >= 6
+    code, out, err = cli("cache", "clear", env=env)
+    assert code == 0 and "removed the compiled objects" in out
+    code, out, err = cli("cache", "info", env=env)
+    assert out.startswith(f"{tmp_path / 'objs'}: 0 compiled objects, 0 B of at most 50.0 MiB")

@@ -13,7 +13,7 @@ import sys
 from .. import __version__
 from ..errors import CnnGraphError, clip, escape
 
-COMMANDS = ("compile", "run", "fcview", "export", "import_", "report", "specs")
+COMMANDS = ("compile", "run", "fcview", "export", "import_", "report", "specs", "cache")
 
 
 def parser() -> argparse.ArgumentParser:
