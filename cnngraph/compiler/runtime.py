@@ -73,11 +73,15 @@ def check_threads(threads, what: str = "threads"):
     return None if threads is None else int(threads)
 
 
+_INPUT, _OUTPUT, _COUNTERS = CONTEXT.index("input"), CONTEXT.index("output"), CONTEXT.index("counters")
+
+
 class _Workspace:
     def __init__(self, nbytes: int, batch: int):
         self.batch = batch
         self.raw = aligned_empty(max(nbytes, 64) // 4)
         self.counters: dict[int, np.ndarray] = {}  # thread count -> per-step counters
+        self.ctx: np.ndarray | None = None  # the run context (one net's workspace: its words fixed)
 
 
 class _Workers:
@@ -268,28 +272,33 @@ class CompiledNet:
                 finally:
                     _WORKERS.busy.release()
             else:
-                ctx[CONTEXT.index("counters")] = 0
                 self._run(ctx.ctypes.data, n, 0, 1)
         finally:
             self._release(ws)
         return out
 
     def _context(self, x, out, ws, nthreads) -> np.ndarray:
-        ctx = np.zeros(CONTEXT.words, np.uint64)
-        ctx[CONTEXT.index("input")] = x.ctypes.data
-        ctx[CONTEXT.index("output")] = out.ctypes.data
-        ctx[CONTEXT.index("workspace")] = ws.raw.ctypes.data
-        ctx[CONTEXT.index("weights")] = self._table_w.ctypes.data
-        ctx[CONTEXT.index("steps")] = self._steps.ctypes.data
-        ctx[CONTEXT.index("nsteps")] = self._steps.shape[0]
-        ctx[CONTEXT.index("step_words")] = self._steps.shape[1]
-        ctx[CONTEXT.index("run_seq")] = _WORKERS.seq_addr
+        """The run context for this call: the workspace's own (its constant words written once),
+        with this call's input, output and counters."""
+        ctx = ws.ctx
+        if ctx is None:
+            ctx = ws.ctx = np.zeros(CONTEXT.words, np.uint64)
+            ctx[CONTEXT.index("workspace")] = ws.raw.ctypes.data
+            ctx[CONTEXT.index("weights")] = self._table_w.ctypes.data
+            ctx[CONTEXT.index("steps")] = self._steps.ctypes.data
+            ctx[CONTEXT.index("nsteps")] = self._steps.shape[0]
+            ctx[CONTEXT.index("step_words")] = self._steps.shape[1]
+            ctx[CONTEXT.index("run_seq")] = _WORKERS.seq_addr
+        ctx[_INPUT] = x.ctypes.data
+        ctx[_OUTPUT] = out.ctypes.data
         if nthreads > 1:
             counters = ws.counters.get(nthreads)
             if counters is None:
                 counters = ws.counters[nthreads] = np.zeros(len(self.plan.steps) * (nthreads + 1), np.int64)
             counters[:] = 0
-            ctx[CONTEXT.index("counters")] = counters.ctypes.data
+            ctx[_COUNTERS] = counters.ctypes.data
+        else:
+            ctx[_COUNTERS] = 0
         return ctx
 
     @property
