@@ -33,9 +33,12 @@ TABLE = {
     "resnet50": ((3, 224, 224), 25_557_032, 4_089_184_256),
     "mobilenet_v2": ((3, 224, 224), 3_504_872, 300_774_272),
     "nin": ((3, 224, 224), 7_595_176, 1_100_188_800),
+    "densenet121": ((3, 224, 224), 7_978_856, 2_834_161_664),
+    "resnext50_32x4d": ((3, 224, 224), 25_028_904, 4_230_479_872),
 }
 # batchnorm running statistics (2 per channel), reported apart from the params
-BUFFERS = {"resnet18": 9_600, "resnet50": 53_120, "mobilenet_v2": 34_112, "audio1d": 384}
+BUFFERS = {"resnet18": 9_600, "resnet50": 53_120, "mobilenet_v2": 34_112, "audio1d": 384,
+           "resnext50_32x4d": 68_224, "densenet121": 83_648}
 # the only expected warning: NIN's 11x11/4 conv on 224 leaves a border row/col (as in Caffe)
 WARNINGS = {"nin": ["block1.conv"]}
 

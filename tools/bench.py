@@ -1,13 +1,16 @@
-"""Benchmark: the compiled net against the numpy reference, ONNX Runtime and (when installed)
-PyTorch, on the same weights, with 1 and 2 threads and batch 1 and 8.
+"""Benchmark: the compiled net against ONNX Runtime, OpenVINO (its default precision, which is
+bf16 on CPUs with AVX512-BF16 or AMX, and f32) and PyTorch, side by side in one run, on the same
+weights, with 1 and 2 threads and batch 1 and 8; every output is checked against the reference.
 
-    python tools/bench.py                   # every case
-    python tools/bench.py a resnet18        # some cases
-    python tools/bench.py --quick           # batch 1, shorter timing
+    python tools/bench.py                          # every case
+    python tools/bench.py a resnet18               # some cases
+    python tools/bench.py --quick                  # batch 1, shorter timing
+    python tools/bench.py resnet50 --peers ort,ov  # some peers (ort, ov, ov-f32, torch)
 
-Prints milliseconds (the median of several runs), GFLOP/s (2 x MACs / time) and two speed
-ratios, ORT time / our time and PyTorch time / our time (above 1: cnngraph is faster). The
-numpy reference is timed once per row, and not at all where it would take minutes.
+Prints milliseconds (the median of several runs), our GFLOP/s (2 x MACs / time) and, per peer,
+its time and the ratio peer time / our time (above 1: cnngraph is faster). `err` is the largest
+difference from the reference relative to the output's scale: the numpy reference where it takes
+seconds, else ONNX Runtime's f32 output (itself checked against numpy in the tests).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import os
 import pathlib
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -23,12 +27,11 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import cnngraph
-from cnngraph import oracle
-from cnngraph import compile as jit_compile
-from cnngraph.interop import export
-from cnngraph.interop.runtime import session
-from cnngraph.interop.torch_exec import forward as torch_forward
+import cnngraph  # noqa: E402
+from cnngraph import oracle  # noqa: E402
+from cnngraph.interop import export  # noqa: E402
+from cnngraph.interop.runtime import session  # noqa: E402
+from cnngraph.interop.torch_exec import forward as torch_forward  # noqa: E402
 
 MICRO = {  # short cases: one fused kernel each
     "a": ("conv3x3 64->64 @56 +relu+pool",
@@ -41,19 +44,41 @@ MICRO = {  # short cases: one fused kernel each
           "input: [128, 56, 56]\nlayers: [{conv: {kernel: 3, padding: 1, groups: depthwise}}, {relu: {}}]"),
     "e": ("conv1d k3 64->64 @4096 +relu+pool",
           "input: [64, 4096]\nlayers: [{conv: {out: 64, kernel: 3, padding: 1}}, {relu: {}}, {maxpool: {kernel: 2}}]"),
+    "g": ("grouped conv3x3 128->128 g=16 @28 +relu (RegNetX)",
+          "input: [128, 28, 28]\nlayers: [{conv: {out: 128, kernel: 3, padding: 1, groups: 16}}, {relu: {}}]"),
+    "x": ("grouped conv3x3 256->256 g=32 @28 +relu (ResNeXt)",
+          "input: [256, 28, 28]\nlayers: [{conv: {out: 256, kernel: 3, padding: 1, groups: 32}}, {relu: {}}]"),
 }
-NETS = ("lenet5", "resnet18", "vgg16", "mobilenet_v2")
-REFERENCE_LIMIT = 3e9  # MACs per row above which the numpy reference is not timed
+NETS = ("lenet5", "resnet18", "resnet50", "vgg16", "googlenet", "alexnet", "mobilenet_v2", "densenet121",
+        "resnext50_32x4d")
+REFERENCE_LIMIT = 3e9  # MACs per row above which the numpy reference is not run
+PEERS = ("ort", "ov", "ov-f32", "torch")
 
 
-def ort_fn(model, threads):
+def ort_peer(model_path, graph, weights, threads):
     """ONNX Runtime on the exported net (the project's exporter: exact semantics)."""
-    sess = session(model, threads)
+    sess = session(model_path, threads)
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})[0]
 
 
-def torch_fn(graph, weights, threads):
+def ov_peer(precision):
+    def make(model_path, graph, weights, threads):
+        """OpenVINO on the exported net: its default precision (bf16 where the CPU has it), or f32."""
+        try:
+            import openvino as ov
+        except ImportError:
+            return None
+        config = {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"}
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        compiled = ov.Core().compile_model(model_path, "CPU", config)
+        request = compiled.create_infer_request()
+        return lambda x: request.infer({0: x})[0].copy()
+    return make
+
+
+def torch_peer(model_path, graph, weights, threads):
     """PyTorch (eager, torch.nn.functional) on the same weights, or None when not installed."""
     try:
         import torch
@@ -61,6 +86,9 @@ def torch_fn(graph, weights, threads):
         return None
     torch.set_num_threads(threads)
     return torch_forward(graph, weights)
+
+
+MAKERS = {"ort": ort_peer, "ov": ov_peer(None), "ov-f32": ov_peer("f32"), "torch": torch_peer}
 
 
 def median_time(fn, x, min_time=0.3, min_runs=5, max_runs=200):
@@ -75,70 +103,93 @@ def median_time(fn, x, min_time=0.3, min_runs=5, max_runs=200):
 
 
 def fmt_ms(t):
-    return f"{'-':>9}" if t is None else (f"{t * 1e3:9.3f}" if t < 10 else f"{t * 1e3:9.1f}")
+    return f"{'-':>8}" if t is None else (f"{t * 1e3:8.3f}" if t < 10 else f"{t * 1e3:8.1f}")
+
+
+def rel_err(y, ref) -> float:
+    return float(np.abs(y.astype(np.float64) - ref).max() / max(float(np.abs(ref).max()), 1e-6))
+
+
+def graph_of(case):
+    if case in MICRO:
+        title, text = MICRO[case]
+        return cnngraph.load(text), f"({case}) {title}"
+    return cnngraph.load(case), case
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     cases = "; ".join(f"{k}: {title}" for k, (title, _) in MICRO.items())
-    ap.add_argument("cases", nargs="*", help=f"which cases (default: all): {cases}; nets: {', '.join(NETS)}")
+    ap.add_argument("cases", nargs="*", help=f"which cases (default: all): {cases}; nets (bundled specs by name): "
+                                             f"{', '.join(NETS)}")
     ap.add_argument("--quick", action="store_true", help="batch 1 only, shorter timing")
+    ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated peers (default: {','.join(PEERS)})")
+    ap.add_argument("--threads", default="1,2", help="thread counts (default: 1,2)")
+    ap.add_argument("--batch", default=None, help="batch sizes (default: 1,8; 1 with --quick)")
     args = ap.parse_args(argv)
+    peers = [p for p in args.peers.split(",") if p]
+    unknown = [p for p in peers if p not in MAKERS]
+    if unknown:
+        ap.error(f"unknown peers {unknown}; expected some of {', '.join(PEERS)}")
     cases = args.cases or [*MICRO, *NETS]
-    batches = (1,) if args.quick else (1, 8)
+    threads = [int(t) for t in args.threads.split(",")]
+    batches = [int(b) for b in (args.batch or ("1" if args.quick else "1,8")).split(",")]
     min_time = 0.1 if args.quick else 0.3
-    print(f"cnngraph bench  cpu: {os.cpu_count()} cores; times are medians; "
-          f"ratio = peer time / our time (> 1: we are faster)\n")
-    width = max(len(f"({k}) {t}") for k, (t, _) in MICRO.items()) + 2
-    head = (f"{'case':<{width}}{'thr':>4}{'N':>3} {'ours ms':>9} {'GFLOP/s':>8} {'ORT ms':>9} {'GFLOP/s':>8} "
-            f"{'vs ORT':>6} {'torch ms':>9} {'vs torch':>8} {'numpy ms':>9} {'err':>8}")
+    print(f"cnngraph bench  cpu: {os.cpu_count()} cores; times are medians; ratio = peer time / our time "
+          f"(> 1: cnngraph is faster)\n")
+    width = max([len(f"({k}) {t}") for k, (t, _) in MICRO.items()] + [len(c) for c in NETS]) + 1
+    head = f"{'case':<{width}}{'thr':>4}{'N':>3} {'ours ms':>8} {'GFLOP/s':>8}"
+    for p in peers:
+        head += f" {p + ' ms':>10} {'ratio':>6}"
+    head += f" {'err ours':>9} {'err peers':>9}"
     print(head)
     print("-" * len(head))
-    rows = []
+    worst: dict[str, tuple] = {}
     for case in cases:
-        if case in MICRO:
-            title, text = MICRO[case]
-            graph = cnngraph.load(text)
-            title = f"({case}) {title}"
-        else:
-            graph = cnngraph.load(str(ROOT / "specs" / f"{case}.yaml"))
-            title = case
-        weights = cnngraph.weights.init(graph, seed=0)
+        graph, title = graph_of(case)
+        weights = cnngraph.weights.init(graph, seed=0, gain=6 ** 0.5)
         t = time.perf_counter()
-        nets = {th: jit_compile(graph, threads=th, weights=weights) for th in (1, 2)}
+        nets = {th: cnngraph.compile(graph, threads=th, weights=weights) for th in threads}
         compile_s = time.perf_counter() - t
-        model = export(graph, weights)
         macs = graph.totals()["macs"]
-        for th in (1, 2):
-            for n in batches:
-                x = np.random.default_rng(n).standard_normal((n, *graph.input_shape)).astype(np.float32)
-                # ours first: ORT's pool threads keep spinning on the cores for a while after a run
-                t_ours = median_time(nets[th], x, min_time)
-                ort = ort_fn(model, th)
-                ours, ref = nets[th](x), ort(x)
-                err = float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-6))
-                t_ort = median_time(ort, x, min_time)
-                del ort
-                time.sleep(0.2)
-                pt = torch_fn(graph, weights, th)
-                t_pt = None if pt is None else median_time(pt, x, min_time)
-                t_np = None
-                if th == 1 and macs * n <= REFERENCE_LIMIT:
-                    t0 = time.perf_counter()
-                    oracle.run(graph, x, weights)
-                    t_np = time.perf_counter() - t0
-                fl = 2 * macs * n
-                ratio = t_ort / t_ours
-                rows.append((case, th, n, ratio))
-                vs_pt = "-" if t_pt is None else f"{t_pt / t_ours:.2f}"
-                print(f"{title:<{width}}{th:>4}{n:>3} {fmt_ms(t_ours)} {fl / t_ours / 1e9:8.1f} {fmt_ms(t_ort)} "
-                      f"{fl / t_ort / 1e9:8.1f} {ratio:6.2f} {fmt_ms(t_pt)} {vs_pt:>8} {fmt_ms(t_np)} {err:8.1e}",
-                      flush=True)
-        print(f"{'':<{width}}compile (2 nets): {compile_s:.2f}s, cached: {nets[1].cached}")
-    worst = min(rows, key=lambda r: r[3])
-    print(f"\nworst ratio vs ORT: {worst[3]:.2f} ({worst[0]}, {worst[1]} thread(s), batch {worst[2]}); "
-          f"bar: >= 0.5 everywhere, lenet5 batch 1 > 1")
+        with tempfile.TemporaryDirectory() as tmp:
+            model_path = os.path.join(tmp, "net.onnx")
+            export(graph, weights, model_path)
+            for th in threads:
+                for n in batches:
+                    x = np.random.default_rng(n).standard_normal((n, *graph.input_shape)).astype(np.float32)
+                    # ours first: a peer's thread pool may keep spinning on the cores for a while after its runs
+                    t_ours = median_time(nets[th], x, min_time)
+                    ours = nets[th](x)
+                    ref = oracle.run(graph, x.astype(np.float64), weights) if macs * n <= REFERENCE_LIMIT else None
+                    row = f"{title:<{width}}{th:>4}{n:>3} {fmt_ms(t_ours)} {2 * macs * n / t_ours / 1e9:8.1f}"
+                    errs = []
+                    for p in peers:
+                        fn = MAKERS[p](model_path, graph, weights, th)
+                        if fn is None:
+                            row += f" {'-':>10} {'-':>6}"
+                            continue
+                        y = fn(x)
+                        if ref is None and p == "ort":
+                            ref = y.astype(np.float64)
+                        t_p = median_time(fn, x, min_time)
+                        del fn
+                        time.sleep(0.2)
+                        ratio = t_p / t_ours
+                        errs.append((p, y))
+                        key = p
+                        if key not in worst or ratio < worst[key][0]:
+                            worst[key] = (ratio, case, th, n)
+                        row += f" {fmt_ms(t_p):>10} {ratio:6.2f}"
+                    err_ours = rel_err(ours, ref) if ref is not None else float("nan")
+                    err_peers = max((rel_err(y, ref) for _, y in errs), default=float("nan")) \
+                        if ref is not None else float("nan")
+                    print(f"{row} {err_ours:9.1e} {err_peers:9.1e}", flush=True)
+        print(f"{'':<{width}}compile ({len(nets)} nets): {compile_s:.2f}s, cached: {nets[threads[0]].cached}")
+    print()
+    for p, (ratio, case, th, n) in worst.items():
+        print(f"worst ratio vs {p}: {ratio:.2f} ({case}, {th} thread(s), batch {n})")
 
 
 if __name__ == "__main__":
