@@ -73,6 +73,7 @@ class _Lowerer:
         shape = self.g.input_shape
         self.tensors: dict[int, Tensor] = {INPUT_T: Tensor(INPUT_T, shape[0], as3d(shape[1:]), "plain")}
         self.values: dict[str, int] = {INPUT: INPUT_T}
+        self.next_id = OUTPUT_T
         self.steps: list[Step] = []
         self.weights: list[PendingWeight] = []
         self.macs = 0
@@ -89,7 +90,7 @@ class _Lowerer:
 
     # ---- bookkeeping ----
     def new_tensor(self, c, dims, **kw) -> int:
-        tid = max(*self.tensors, OUTPUT_T) + 1
+        tid = self.next_id = max(self.next_id, OUTPUT_T) + 1
         self.tensors[tid] = Tensor(tid, c, tuple(dims), **kw)
         return tid
 

@@ -35,17 +35,19 @@ def step_accesses(plan: Plan):
 def allocate(plan: Plan) -> Plan:
     """Plan with workspace offsets for every root tensor the steps use."""
     span = lifetimes(step_accesses(plan), lambda t: plan.root(t).id)
-    placed = []  # (offset, size, first, last)
     offsets = {}
+    active: list[tuple[int, int, int]] = []  # (offset, size, last step) of placements still alive
+    workspace = 0
     roots = [r for r in span if r not in (INPUT_T, OUTPUT_T)]
     for r in sorted(roots, key=lambda r: (span[r][0], -plan.tensors[r].nbytes, r)):
         size = -(-plan.tensors[r].nbytes // ALIGN) * ALIGN
         first, last = span[r]
+        active = [a for a in active if a[2] >= first]  # what died before r is born frees its bytes
         off = 0
-        for o, sz, f, lst in sorted(placed):
-            if not (lst < first or last < f) and off < o + sz and o < off + size:
+        for o, sz, _ in sorted(active):  # first fit among the live ones, by offset
+            if off < o + sz and o < off + size:
                 off = o + sz
-        placed.append((off, size, first, last))
+        active.append((off, size, last))
         offsets[r] = off
-    workspace = max((o + sz for o, sz, _, _ in placed), default=0)
+        workspace = max(workspace, off + size)
     return replace(plan, offsets=MappingProxyType(offsets), workspace=workspace)

@@ -196,7 +196,8 @@ class CompiledNet:
         for w in plan.weights:
             w.flags.writeable = False
         s(self, "_table_w", np.array([w.ctypes.data for w in plan.weights] or [0], np.uint64))
-        s(self, "_steps", _step_table(plan, lambda step: lib.address(symbols[step.kernel])))
+        addresses = {k: lib.address(sym) for k, sym in symbols.items()}
+        s(self, "_steps", _step_table(plan, lambda step: addresses[step.kernel]))
         s(self, "_lock", threading.Lock())
         s(self, "_free", [])
         s(self, "_limit", memory_limit())
