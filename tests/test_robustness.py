@@ -288,3 +288,17 @@ def test_an_avx2_target_compiles_correct_code_without_512_bit_registers(monkeypa
                              target="avx2")
     asm = assembly(small.plan)
     assert "ymm" in asm and "zmm" not in asm
+
+
+def test_a_huge_pool_window_is_checked_without_a_huge_index_matrix():
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    g = cnngraph.load("input: [1, 65536]\nlayers: [{maxpool: {kernel: 32768, stride: 1}}]")
+    assert g.output_shape == (1, 32769)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: not 8 GiB of taps
+
+
+def test_the_reference_takes_a_torch_tensor_that_requires_grad():
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 1, 32, 32, requires_grad=True)
+    np.testing.assert_array_equal(cnngraph.reference(LENET, x), cnngraph.reference(LENET, x.detach().numpy()))

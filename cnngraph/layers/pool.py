@@ -61,9 +61,11 @@ class _Window(Layer):
         _, k, s, d, pads = self.geometry(in_shape)
         out = check_windows(in_shape[1:], k, s, d, pads, self.ceil_mode)
         for i, (n, kk, ss, dd, (lo, hi), o) in enumerate(zip(in_shape[1:], k, s, d, pads, out)):
-            # a window of nothing but padding has no max and no average
-            taps = (np.arange(o) * ss - lo)[:, None] + np.arange(kk) * dd
-            if not ((taps >= 0) & (taps < n)).any(axis=1).all():
+            # a window of nothing but padding has no max and no average; per window, its first tap
+            # at or after the input's start must exist and fall inside the input (O(windows) memory)
+            start = np.arange(o, dtype=np.int64) * ss - lo
+            first = np.where(start >= 0, 0, -(start // dd))  # ceil(-start / dd) for negative starts
+            if not ((first < kk) & (start + first * dd < n)).all():
                 raise LayerError(f"padding [{lo}, {hi}] leaves windows along spatial dim {i} that see only padding "
                                  f"(kernel {kk}, stride {ss}, input {n})", attr="padding",
                                  hint="use padding of at most half the kernel, as PyTorch requires")
