@@ -301,10 +301,12 @@ def emit_eltwise(module, k: Eltwise, symbol: str):
 
 
 def emit_affine(module, k: Affine, symbol: str):
+    """y = acts(x * scale[c] + shift[c]) (a batchnorm and the activations that follow it)."""
     fn, b = new_kernel(module, symbol)
     a = kernel_args(b, fn, k)
     src, dst, aff = a["input"], a["output"], a["affine"]
     cb = cblocks(k.c)
+    m = VecMath(b)
 
     def body(n, c):
         scale = b.vload(aff, b.imul(c, VL))
@@ -312,7 +314,7 @@ def emit_affine(module, k: Affine, symbol: str):
         base = b.imul(b.iadd(b.imul(n, cb), c), k.spatial * VL)
         with b.loop(0, k.spatial, name="s") as s:
             off = b.iadd(base, b.imul(s, VL))
-            b.vstore(b.fma(b.vload(src, off), scale, shift), dst, off)
+            b.vstore(apply_ops(m, k.acts, b.fma(b.vload(src, off), scale, shift)), dst, off)
 
     _items(b, fn, k.items(), body)
     b.ret_void()

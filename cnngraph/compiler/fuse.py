@@ -14,8 +14,9 @@ Fusion rule (each layer declares its `Fusion` category; nothing is guessed from 
               tensor is never stored; nothing but identities follows it;
     FREE      identity layers (dropout) cost nothing; flatten ends the chain.
   Linear anchors take folds and activations only.
-  Standalone ELEMWISE and MERGE nodes chain the activations that follow them the
-  same way; every other node is a group of its own. A layer nothing reads (and
+  Standalone ELEMWISE, MERGE and FOLD nodes chain the activations that follow them
+  the same way (a pre-activation batchnorm + relu is one pass); every other node is
+  a group of its own. A layer nothing reads (and
   nothing the output depends on) is not compiled at all.
 
 Because a value with another reader is never absorbed, no value that anything
@@ -121,7 +122,7 @@ class _Fuser:
 
     def standalone(self, node):
         nodes, cur, stop = [node.name], node, ""
-        if node.layer.category in (Fusion.ELEMWISE, Fusion.MERGE):
+        if node.layer.category in (Fusion.ELEMWISE, Fusion.MERGE, Fusion.FOLD):
             while True:
                 nxt, stop = self.only_reader(cur.name)
                 if nxt is None:

@@ -389,12 +389,13 @@ class Affine(Kernel):
     c: int
     spatial: int
     kind: str = "affine"  # the layer it came from, for the name
+    acts: tuple = ()  # Act: pointwise layers that follow, applied in registers
 
     ARGS = (("input", IN), ("output", OUT), ("affine", WEIGHT))
 
     @property
     def name(self) -> str:
-        return self.kind
+        return "_".join([self.kind] + [a.label for a in self.acts])
 
     def expects(self, consts):
         return {"input": Expect(self.c, self.spatial), "output": Expect(self.c, self.spatial)}

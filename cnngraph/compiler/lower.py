@@ -362,7 +362,8 @@ class _Lowerer:
         t = self.tensors[src]
         out = self.new_tensor(t.c, t.dims)
         sc = np.concatenate([pad_channels(low.scale, t.c), pad_channels(low.shift, t.c)])
-        self.step(Affine(t.c, t.spatial, node.kind), group.nodes, input=TensorArg(src), output=TensorArg(out),
+        acts = tuple(Act(self.lowering(self.g.node(n)).layer) for n in group.nodes[1:])
+        self.step(Affine(t.c, t.spatial, node.kind, acts), group.nodes, input=TensorArg(src), output=TensorArg(out),
                   affine=self.weight(sc))
         self.values[group.out] = out
 
