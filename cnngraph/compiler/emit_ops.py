@@ -305,6 +305,7 @@ def emit_affine(module, k: Affine, symbol: str):
     fn, b = new_kernel(module, symbol)
     a = kernel_args(b, fn, k)
     src, dst, aff = a["input"], a["output"], a["affine"]
+    in_blocks, in_offset = b.ptrtoint(a["in_blocks"], I64), b.ptrtoint(a["in_offset"], I64)
     cb = cblocks(k.c)
     m = VecMath(b)
 
@@ -312,9 +313,11 @@ def emit_affine(module, k: Affine, symbol: str):
         scale = b.vload(aff, b.imul(c, VL))
         shift = b.vload(aff, b.iadd(b.imul(c, VL), cb * VL))
         base = b.imul(b.iadd(b.imul(n, cb), c), k.spatial * VL)
+        src_base = b.imul(b.iadd(b.iadd(b.imul(n, in_blocks), in_offset), c), k.spatial * VL)
         with b.loop(0, k.spatial, name="s") as s:
             off = b.iadd(base, b.imul(s, VL))
-            b.vstore(apply_ops(m, k.acts, b.fma(b.vload(src, off), scale, shift)), dst, off)
+            x = b.vload(src, b.iadd(src_base, b.imul(s, VL)))
+            b.vstore(apply_ops(m, k.acts, b.fma(x, scale, shift)), dst, off)
 
     _items(b, fn, k.items(), body)
     b.ret_void()

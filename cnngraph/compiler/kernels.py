@@ -391,14 +391,16 @@ class Affine(Kernel):
     kind: str = "affine"  # the layer it came from, for the name
     acts: tuple = ()  # Act: pointwise layers that follow, applied in registers
 
-    ARGS = (("input", IN), ("output", OUT), ("affine", WEIGHT))
+    # the input may be a channel slice of a larger tensor: its blocks per sample and first block at run time
+    ARGS = (("input", IN), ("output", OUT), ("affine", WEIGHT), ("in_blocks", CONST), ("in_offset", CONST))
 
     @property
     def name(self) -> str:
         return "_".join([self.kind] + [a.label for a in self.acts])
 
     def expects(self, consts):
-        return {"input": Expect(self.c, self.spatial), "output": Expect(self.c, self.spatial)}
+        return {"input": Expect(self.c, self.spatial, "blocked", consts["in_blocks"], consts["in_offset"]),
+                "output": Expect(self.c, self.spatial)}
 
     def items(self) -> int:
         return cblocks(self.c)

@@ -87,6 +87,7 @@ class _Lowerer:
                 for i in self.g.node(n).inputs:
                     self.readers.setdefault(i, []).append(n)
         self.inplace = self.inplace_concats()
+        self.storage: dict[str, tuple[int, int]] = {}  # concat -> (root tensor, block offset)
 
     # ---- bookkeeping ----
     def new_tensor(self, c, dims, **kw) -> int:
@@ -149,8 +150,16 @@ class _Lowerer:
         return tid
 
     # ---- storage decisions ----
+    def reads_views(self, reader: str) -> bool:
+        """Does the kernel of `reader` read a channel slice of a larger tensor (a view) as its input?
+        (A standalone per-channel affine does: DenseNet's batchnorm + relu on a prefix of the block.)"""
+        g = self.group_of.get(reader)
+        return g is not None and g.nodes[0] == reader and isinstance(self.lowering(self.g.node(reader)), ChannelAffine)
+
     def inplace_concats(self) -> dict[str, tuple[str, int]]:
-        """value -> (concat node, channel offset) for the inputs a conv step writes in place."""
+        """value -> (concat node, channel offset) for the inputs written in place: a conv step's output,
+        or a concat itself (nested: DenseNet's growing concats are prefixes of one buffer), on a
+        16-channel boundary, once among the concat's inputs, every other reader reading views."""
         out = {}
         for g in self.plan.groups:
             node = self.g.node(g.nodes[0])
@@ -159,22 +168,45 @@ class _Lowerer:
             offs = np.cumsum([0] + [s[0] for s in node.in_shapes])[:-1]
             for v, off in zip(node.inputs, offs):
                 prod = self.group_of.get(v)
-                if (off % VL == 0 and node.inputs.count(v) == 1 and self.readers.get(v) == [node.name]
-                        and v != self.g.output and prod is not None and prod.out == v
-                        and self.g.node(prod.nodes[0]).layer.category is Fusion.ANCHOR
-                        and len(self.g.node(prod.nodes[0]).in_shapes[0]) > 1):
+                if (off % VL or node.inputs.count(v) != 1 or v == self.g.output or prod is None or prod.out != v
+                        or not all(r == node.name or self.reads_views(r) for r in self.readers.get(v, []))):
+                    continue
+                first = self.g.node(prod.nodes[0])
+                conv = first.layer.category is Fusion.ANCHOR and len(first.in_shapes[0]) > 1
+                nested = first.layer.category is Fusion.CONCAT and first.out_shape[0] % VL == 0
+                if conv or nested:
                     out[v] = (node.name, int(off))
         return out
+
+    def concat_storage(self, name) -> tuple[int, int]:
+        """(root tensor, block offset) where concat `name` lives: its own root, or its slice of the
+        concat it is nested in."""
+        if name not in self.storage:
+            if name in self.inplace:
+                parent, off = self.inplace[name]
+                root, base = self.concat_storage(parent)
+                self.storage[name] = (root, base + off // VL)
+            else:
+                node = self.g.node(name)
+                self.storage[name] = (self.new_tensor(node.out_shape[0], as3d(node.out_shape[1:])), 0)
+        return self.storage[name]
+
+    def concat_tensor(self, name) -> int:
+        """The tensor of concat `name`: its root, or a view of the concat it is nested in."""
+        if name not in self.values:
+            root, off = self.concat_storage(name)
+            node = self.g.node(name)
+            r = self.tensors[root]
+            self.values[name] = root if off == 0 and r.c == node.out_shape[0] else self.new_tensor(
+                node.out_shape[0], as3d(node.out_shape[1:]), root=root, cb_off=off, cb_total=cblocks(r.c))
+        return self.values[name]
 
     def output_for(self, value, c, dims) -> int:
         """Where the step producing `value` writes: its slice of an in-place concat, else a new tensor."""
         if value in self.inplace:
             cname, off = self.inplace[value]
-            if cname not in self.values:
-                cnode = self.g.node(cname)
-                self.values[cname] = self.new_tensor(cnode.out_shape[0], as3d(cnode.out_shape[1:]))
-            root = self.tensors[self.values[cname]]
-            return self.new_tensor(c, dims, root=root.id, cb_off=off // VL, cb_total=cblocks(root.c))
+            root, base = self.concat_storage(cname)
+            return self.new_tensor(c, dims, root=root, cb_off=base + off // VL, cb_total=cblocks(self.tensors[root].c))
         return self.new_tensor(c, dims)
 
     # ---- the pass ----
@@ -327,16 +359,16 @@ class _Lowerer:
     def concat(self, group, node, low):
         total = node.out_shape[0]
         dims = as3d(node.out_shape[1:])
-        if node.name not in self.values:
-            self.values[node.name] = self.new_tensor(total, dims)
-        dst = self.values[node.name]
+        self.concat_tensor(node.name)
+        root, base = self.concat_storage(node.name)
         offs = np.cumsum([0] + [s[0] for s in node.in_shapes])[:-1]
         copies = [(i, int(o)) for i, o in zip(node.inputs, offs) if self.inplace.get(i, (None,))[0] != node.name]
         for j, (i, o) in enumerate(copies):
             src = self.whole(self.blocked(i), node.name)
-            kern = ConcatCopy(self.tensors[src].c, total, math.prod(dims))
-            self.step(kern, [node.name], input=TensorArg(src), output=TensorArg(dst), offset=ConstArg(o),
-                      zero_tail=ConstArg(int(j == len(copies) - 1 and total % VL != 0)))
+            # into the root at this concat's place in it (a nested concat has whole blocks: no tail to clear)
+            kern = ConcatCopy(self.tensors[src].c, self.tensors[root].c, math.prod(dims))
+            self.step(kern, [node.name], input=TensorArg(src), output=TensorArg(root),
+                      offset=ConstArg(base * VL + o), zero_tail=ConstArg(int(j == len(copies) - 1 and total % VL != 0)))
 
     def eltwise(self, group, node, low):
         ins = [self.whole(self.blocked(i), node.name) for i in node.inputs]
@@ -358,13 +390,15 @@ class _Lowerer:
         self.values[group.out] = out
 
     def affine(self, group, node, low: ChannelAffine):
-        src = self.whole(self.blocked(node.inputs[0]), node.name)
+        src = self.blocked(node.inputs[0])  # may be a view: a channel slice of a larger tensor
         t = self.tensors[src]
+        if t.flat_of:
+            src = self.whole(src, node.name)
         out = self.new_tensor(t.c, t.dims)
         sc = np.concatenate([pad_channels(low.scale, t.c), pad_channels(low.shift, t.c)])
         acts = tuple(Act(self.lowering(self.g.node(n)).layer) for n in group.nodes[1:])
         self.step(Affine(t.c, t.spatial, node.kind, acts), group.nodes, input=TensorArg(src), output=TensorArg(out),
-                  affine=self.weight(sc))
+                  affine=self.weight(sc), in_blocks=ConstArg(t.total_blocks), in_offset=ConstArg(t.cb_off))
         self.values[group.out] = out
 
     def channel(self, group, node, low: ChannelReduction):

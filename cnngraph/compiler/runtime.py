@@ -302,6 +302,51 @@ class CompiledNet:
             ctx[_COUNTERS] = 0
         return ctx
 
+    def profile(self, x, threads: int | None = None, min_time: float = 0.05) -> list[dict]:
+        """Time each step on its own (after one whole run fills the workspace): per step its kernel,
+        layers, median milliseconds, MACs and GFLOP/s. The run context is pointed at one row of the
+        step table at a time, so the code timed is the code that runs.
+
+        >>> import numpy as np, cnngraph
+        >>> net = cnngraph.compile("input: [3, 16, 16]\\nlayers: [{conv: {out: 16, kernel: 3}}, relu]")
+        >>> [r["kernel"] for r in net.profile(np.ones((1, 3, 16, 16), np.float32))]
+        ['fused_conv2d_relu']
+        """
+        import time
+        x = self.check_input(x)
+        n = x.shape[0]
+        nthreads = self.threads_for(n, threads)
+        out = np.empty((n, *self.output_shape), np.float32)
+        ws = self._acquire(n)
+        rows = []
+        try:
+            ctx = self._context(x, out, ws, nthreads).copy()
+            self._run(ctx.ctypes.data, n, 0, 1)  # every buffer written once
+            row_bytes = self._steps.shape[1] * 8
+            for i, step in enumerate(self.plan.steps):
+                ctx[CONTEXT.index("steps")] = self._steps.ctypes.data + i * row_bytes
+                ctx[CONTEXT.index("nsteps")] = 1
+                times = []
+                start = time.perf_counter()
+                while len(times) < 3 or (time.perf_counter() - start < min_time and len(times) < 1000):
+                    t = time.perf_counter()
+                    if nthreads > 1 and _WORKERS.busy.acquire(blocking=False):
+                        try:
+                            ws.counters[nthreads][:] = 0
+                            _WORKERS.run(self._run, ctx.ctypes.data, n, nthreads)
+                        finally:
+                            _WORKERS.busy.release()
+                    else:
+                        self._run(ctx.ctypes.data, n, 0, 1)
+                    times.append(time.perf_counter() - t)
+                ms = float(np.median(times)) * 1e3
+                macs = getattr(step.kernel, "macs", lambda: 0)() * n
+                rows.append({"kernel": step.name, "layers": list(step.nodes), "ms": ms, "macs": macs,
+                             "gflops": 2 * macs / ms / 1e6 if ms > 0 else 0.0})
+        finally:
+            self._release(ws)
+        return rows
+
     @property
     def macs(self) -> int:
         """Multiply-accumulates per sample of the compiled convs and linear layers."""
