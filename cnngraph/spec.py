@@ -632,10 +632,12 @@ class _Expander:
         if chained is not None:  # a later repetition reads the one before it
             refs = chained
         if not when:
-            if len(refs) != 1:
+            merge = kind in REGISTRY and REGISTRY[kind].n_inputs is None
+            if len(refs) != 1 and not (merge and refs):
                 raise self.err(f"expected exactly one input for a layer skipped with 'when: false', got {len(refs)}",
                                vpos.get("when", kpos), layer=full, op=kind,
-                               hint="a skipped layer passes its input through, so it needs exactly one")
+                               hint="a skipped layer passes its input through, so it needs exactly one "
+                                    "(a skipped merge such as add passes its first input)")
             self.define(full, kpos, kind)
             self.alias[full] = refs[0]
             return full

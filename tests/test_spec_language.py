@@ -183,3 +183,22 @@ def test_bundled_resnets_use_the_repeat_index():
         layers = {layer.name: layer for layer in loads(text).layers}
         assert layers["layer2.0.conv1" if name == "resnet18" else "layer2.0.conv2"].layer.stride == 2
         assert "layer2.0.downsample.0" in layers and "layer2.1.downsample.0" not in layers
+
+
+def test_a_skipped_merge_passes_its_first_input():
+    text = """
+input: [4, 5]
+blocks:
+  unit:
+    args: {residual: true}
+    layers:
+      - conv: {name: c, out: 4, kernel: 1}
+      - add: {name: r, from: [c, $input], when: $residual}
+layers:
+  - unit: {name: a}
+  - unit: {name: b, residual: false}
+  - relu
+"""
+    g = cnngraph.load(text)
+    assert [(n.name, n.inputs) for n in g.nodes] == [("a.c", ("input",)), ("a.r", ("a.c", "input")),
+                                                     ("b.c", ("a.r",)), ("relu1", ("b.c",))]
