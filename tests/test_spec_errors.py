@@ -211,8 +211,10 @@ CASES = [
     ("block-unknown-key", "input: [3, 8, 8]\nblocks:\n  b:\n    arg: {n: 1}\n    layers: [relu]\nlayers: [b]\n",
      (r"4:5: unknown key 'arg' in block 'b' \(expected description, args, layers, output\) — "
      r"did you mean 'args'\?")),
-    ("skipped-merge", "input: [3, 8, 8]\nlayers:\n  - relu: {name: a}\n  - add: {from: [a, input], when: false}\n",
-     r"4:35: layer 'add1' \(add\): expected exactly one input for a layer skipped with 'when: false', got 2"),
+    ("skipped-two-inputs", "input: [3, 8, 8]\nlayers:\n  - relu: {name: a}\n  - relu: {from: [a, input], when: false}\n",
+     r"4:36: layer 'relu1' \(relu\): expected exactly one input for a layer skipped with 'when: false', got 2 — a "
+     r"skipped layer passes its input through, so it needs exactly one \(a skipped merge such as add passes its first "
+     r"input\)"),
     ("repeat-index-not-a-name", "input: [3, 8, 8]\nlayers:\n  - relu: {repeat: {count: 2, index: 3}}\n",
      r"3:38: layer 'relu1' \(relu\): expected the 'index' of 'repeat' to be a name like 'i', got the number 3"),
     ("repeat-unknown-key", "input: [3, 8, 8]\nlayers:\n  - relu: {repeat: {count: 2, idx: i}}\n",
