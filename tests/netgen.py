@@ -160,8 +160,9 @@ def nets(draw, max_layers: int = 8, kinds=KINDS):
 
 
 def random_weights(graph, seed: int) -> dict:
-    """He-gain weights (the signal survives depth) and random batchnorm statistics (the
-    defaults make batchnorm an identity, which would hide folding bugs)."""
+    """He-gain weights (the signal survives depth), random batchnorm statistics (the defaults
+    make batchnorm an identity, which would hide folding bugs) and random parameters of the
+    other kinds (a PReLU's slopes all 0.25 would hide a channel mix-up)."""
     rng = np.random.default_rng(seed)
     w = W.init(graph, seed=seed, gain=6 ** 0.5)
     for node in graph.nodes:
@@ -172,6 +173,10 @@ def random_weights(graph, seed: int) -> dict:
             if node.layer.affine:
                 w[f"{node.name}.weight"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
                 w[f"{node.name}.bias"] = rng.standard_normal(c).astype(np.float32) * 0.5
+        elif node.layer.category is not Fusion.ANCHOR:
+            for p in node.params:  # slopes, scales, norms' affine parts: random, not their init's constants
+                arr = w[f"{node.name}.{p}"]
+                w[f"{node.name}.{p}"] = (arr + rng.standard_normal(arr.shape) * 0.5).astype(np.float32)
     return w
 
 

@@ -51,7 +51,8 @@ INFRASTRUCTURE = ("Identity", "Cast", "Shape", "Size")
 # elementwise operators a pointwise region may be made of (see _Importer.pointwise_region)
 POINTWISE_OPS = frozenset(("Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf",
                            "Tanh", "Sigmoid", "Relu", "Clip", "Max", "Min", "HardSigmoid", "HardSwish", "Softplus",
-                           "Softsign", "LeakyRelu", "Elu", "Selu", "Celu", "Gelu", "Mish", "Identity"))
+                           "Softsign", "LeakyRelu", "Elu", "Selu", "Celu", "Gelu", "Mish", "Identity", "Where",
+                           "Greater", "Less", "GreaterOrEqual", "LessOrEqual"))
 # where a region's function is compared with the pointwise kinds': a grid, the tails, near zero
 PROBES = np.concatenate([np.linspace(-8, 8, 257), [-100, -30, -12, 12, 30, 100, -1e-3, 1e-3, -1e-6, 1e-6, 0.0],
                          np.random.default_rng(0).standard_normal(64) * 3]).astype(np.float32)  # operators that are no layer (aliases, shape arithmetic)
@@ -415,11 +416,17 @@ class _Importer:
             return None, None
         if y.shape != PROBES.shape:
             return None, None
+        # the attributes cnngraph's exporter recorded on the region's last node come first: exact values
+        last = next(n for n in region if out in n.output)
+        hinted = {k: self.hint(last, k) for k, cls in REGISTRY.items() if cls.onnx_hint}
         for kind, cls in REGISTRY.items():
             if cls.category is not Fusion.ELEMWISE or not hasattr(cls, "apply"):
                 continue
-            for attrs in [{}] + [a for a, _ in cls.examples]:
-                want = cls.from_attrs(attrs).apply(PROBES.astype(np.float64))
+            for attrs in [a for a in [hinted.get(kind)] if a is not None] + [{}] + [a for a, _ in cls.examples]:
+                try:
+                    want = cls.from_attrs(attrs).apply(PROBES.astype(np.float64))
+                except LayerError:  # a kind with required attributes, or a hint that does not fit it
+                    continue
                 if np.allclose(y, want, rtol=2e-5, atol=2e-6, equal_nan=True):
                     return kind, attrs
         return None, None

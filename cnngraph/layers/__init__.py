@@ -10,7 +10,23 @@ new layer kind is checked by every generic test automatically.
 from __future__ import annotations
 
 from ..errors import LayerError, did_you_mean
-from .activation import Gelu, HardSigmoid, HardSwish, LeakyRelu, Relu, Relu6, Sigmoid, Silu, Tanh
+from .activation import (
+    Clip,
+    Elu,
+    Gelu,
+    HardSigmoid,
+    HardSwish,
+    LeakyRelu,
+    Mish,
+    PRelu,
+    Relu,
+    Relu6,
+    Selu,
+    Sigmoid,
+    Silu,
+    Softplus,
+    Tanh,
+)
 from .add import Add
 from .base import Fusion, Layer
 from .batchnorm import BatchNorm
@@ -27,7 +43,8 @@ from .softmax import Softmax
 REGISTRY: dict[str, type[Layer]] = {
     cls.kind: cls
     for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Relu, Relu6, LeakyRelu, Sigmoid, Tanh,
-                HardSwish, HardSigmoid, Silu, Gelu, Softmax, Flatten, Linear, BatchNorm, LRN, Dropout, Concat, Add, Pad)
+                HardSwish, HardSigmoid, Silu, Gelu, Mish, Elu, Selu, Softplus, Clip, PRelu, Softmax, Flatten, Linear,
+                BatchNorm, LRN, Dropout, Concat, Add, Pad)
 }
 
 
