@@ -356,7 +356,8 @@ class _Importer:
         node = self.pending_node[name]
         return self.fail(node, f"operator '{node.op_type}' is not supported on activations (its output, {step} of "
                          f"'{x}', is {how}; cnngraph reads it only as a step of a multi-node pattern such as an "
-                         f"even-size LRN, x / (k + band(x*x))^beta) (cnngraph imports {supported()})")
+                         f"even-size LRN, x / (k + band(x*x))^beta, or a channels-last layer norm, Transpose -> "
+                         f"LayerNormalization -> Transpose) (cnngraph imports {supported()})")
 
     # ---- pointwise regions: any decomposition of a pointwise layer (x * sigmoid(x), GELU's erf form) ----
     def pointwise_region(self, node) -> bool:

@@ -35,16 +35,17 @@ from .conv import Conv
 from .dropout import Dropout
 from .flatten import Flatten
 from .linear import Linear
+from .layernorm import LayerNorm
 from .lrn import LRN
 from .pad import Pad
 from .pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
-from .softmax import Softmax
+from .softmax import LogSoftmax, Softmax
 
 REGISTRY: dict[str, type[Layer]] = {
     cls.kind: cls
     for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Relu, Relu6, LeakyRelu, Sigmoid, Tanh,
-                HardSwish, HardSigmoid, Silu, Gelu, Mish, Elu, Selu, Softplus, Clip, PRelu, Softmax, Flatten, Linear,
-                BatchNorm, LRN, Dropout, Concat, Add, Pad)
+                HardSwish, HardSigmoid, Silu, Gelu, Mish, Elu, Selu, Softplus, Clip, PRelu, Softmax, LogSoftmax, Flatten, Linear,
+                BatchNorm, LayerNorm, LRN, Dropout, Concat, Add, Pad)
 }
 
 
