@@ -32,10 +32,11 @@ from .base import Fusion, Layer
 from .batchnorm import BatchNorm
 from .concat import Concat
 from .conv import Conv
-from .dropout import Dropout
+from .dropout import DropPath, Dropout
 from .flatten import Flatten
 from .linear import Linear
 from .layernorm import LayerNorm
+from .layerscale import LayerScale
 from .lrn import LRN
 from .pad import Pad
 from .pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
@@ -45,7 +46,7 @@ REGISTRY: dict[str, type[Layer]] = {
     cls.kind: cls
     for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Relu, Relu6, LeakyRelu, Sigmoid, Tanh,
                 HardSwish, HardSigmoid, Silu, Gelu, Mish, Elu, Selu, Softplus, Clip, PRelu, Softmax, LogSoftmax, Flatten, Linear,
-                BatchNorm, LayerNorm, LRN, Dropout, Concat, Add, Pad)
+                BatchNorm, LayerNorm, LayerScale, LRN, Dropout, DropPath, Concat, Add, Pad)
 }
 
 
