@@ -32,21 +32,23 @@ from .base import Fusion, Layer
 from .batchnorm import BatchNorm
 from .concat import Concat
 from .conv import Conv
-from .dropout import DropPath, Dropout
+from .dropout import Dropout, DropPath
 from .flatten import Flatten
-from .linear import Linear
 from .layernorm import LayerNorm
 from .layerscale import LayerScale
+from .linear import Linear
 from .lrn import LRN
 from .pad import Pad
 from .pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
+from .reduce import ReduceMax, ReduceMean
 from .softmax import LogSoftmax, Softmax
 
 REGISTRY: dict[str, type[Layer]] = {
     cls.kind: cls
-    for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Relu, Relu6, LeakyRelu, Sigmoid, Tanh,
-                HardSwish, HardSigmoid, Silu, Gelu, Mish, Elu, Selu, Softplus, Clip, PRelu, Softmax, LogSoftmax, Flatten, Linear,
-                BatchNorm, LayerNorm, LayerScale, LRN, Dropout, DropPath, Concat, Add, Pad)
+    for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, ReduceMean, ReduceMax, Relu, Relu6, LeakyRelu,
+                Sigmoid, Tanh, HardSwish, HardSigmoid, Silu, Gelu, Mish, Elu, Selu, Softplus, Clip, PRelu, Softmax,
+                LogSoftmax, Flatten, Linear, BatchNorm, LayerNorm, LayerScale, LRN, Dropout, DropPath, Concat, Add,
+                Pad)
 }
 
 

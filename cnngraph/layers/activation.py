@@ -429,8 +429,9 @@ class Elu(_Elementwise):
 
 
 class Selu(_Elementwise):
-    """`selu`: scale * elu(x, alpha) with the self-normalising constants alpha = 1.6732632...,
-    scale = 1.0507009... (PyTorch's; ONNX's Selu defaults are the same in float32)."""
+    """`selu`: scale * elu(x, alpha), the self-normalising constants alpha 1.6732632, scale 1.0507010.
+
+    PyTorch's constants; ONNX's Selu defaults are the same in float32."""
 
     kind = "selu"
     torch_name = "selu"
@@ -461,8 +462,9 @@ class Selu(_Elementwise):
 
 
 class Softplus(_Elementwise):
-    """`softplus: {beta: 1, threshold: 20}`: log(1 + exp(beta * x)) / beta, and x itself where
-    beta * x > threshold (PyTorch's definition)."""
+    """`softplus: {beta: 1, threshold: 20}`: log(1 + exp(beta * x)) / beta; x where beta * x > threshold.
+
+    PyTorch's definition (its defaults too); ONNX's Softplus is beta 1."""
 
     kind = "softplus"
     attrs = (Attr("beta", number(0.0, lo_open=True), 1.0, "sharpness: larger is closer to relu"),
@@ -512,9 +514,10 @@ class Softplus(_Elementwise):
 
 
 class Clip(_Elementwise):
-    """`clip: {min: -1, max: 1}`: x clamped to [min, max] (either bound may be left out: without both it is
-    the identity; NaN stays NaN).
-    ONNX Clip imports as relu or relu6 where its bounds are theirs, else as this."""
+    """`clip: {min: -1, max: 1}`: x clamped to [min, max] (torch.clamp); NaN stays NaN.
+
+    Either bound may be left out (without both it is the identity). ONNX Clip imports as relu or
+    relu6 where its bounds are theirs, else as this."""
 
     kind = "clip"
     attrs = (Attr("min", number(allow_inf=True), None, "lower bound (default: none)"),
@@ -567,8 +570,11 @@ class Clip(_Elementwise):
 
 
 class PRelu(Layer):
-    """`prelu: {shared: false}`: x if x > 0 else weight[c] * x, a learned slope per channel (per feature
-    on flat inputs), or one for all with `shared: true` (PyTorch's nn.PReLU() default). Initialised to 0.25."""
+    """`prelu: {shared: false}`: x if x > 0 else weight[c] * x, a learned slope per channel.
+
+    Per feature on flat inputs; with `shared: true` one slope for all (PyTorch's nn.PReLU() default,
+    weight of shape (1,)). Initialised to 0.25, as PyTorch. Fused into a conv or linear epilogue like
+    any activation: the slopes of the output channels are loaded with the bias."""
 
     kind = "prelu"
     category = Fusion.ELEMWISE

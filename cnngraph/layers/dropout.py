@@ -65,9 +65,10 @@ class Dropout(Layer):
 
 
 class DropPath(Layer):
-    """`drop_path: {p: 0.1}`: stochastic depth (in training, a residual branch dropped for a whole
-    sample with probability p, the rest scaled by 1 / (1 - p); torchvision's StochasticDepth in
-    "row" mode, timm's DropPath): the identity at inference, kept in the spec for fidelity."""
+    """`drop_path: {p: 0.1}`: stochastic depth, the identity at inference (kept in the spec for fidelity).
+
+    In training a residual branch is dropped for a whole sample with probability p and kept ones
+    are scaled by 1 / (1 - p) (torchvision's StochasticDepth in "row" mode, timm's DropPath)."""
 
     kind = "drop_path"
     category = Fusion.FREE

@@ -26,10 +26,12 @@ def channels_first_perm(rank: int) -> list[int]:
 
 
 class LayerNorm(Layer):
-    """`layer_norm: {eps: 1e-5, affine: true}`: at every position, the channels normalised to mean 0 and
-    variance 1, (x - mean) / sqrt(var + eps) * weight[c] + bias[c] (the biased variance, as PyTorch).
-    On (C, *spatial) inputs this is ConvNeXt's LayerNorm2d (channels-last nn.LayerNorm); on flat
-    inputs, nn.LayerNorm over the features."""
+    """`layer_norm: {eps: 1.0e-6, affine: true}`: (x - mean) / sqrt(var + eps) * weight[c] + bias[c] over channels.
+
+    At every position the channels are normalised to mean 0 and variance 1 (the biased variance,
+    as PyTorch). On (C, *spatial) inputs this is ConvNeXt's LayerNorm2d (nn.LayerNorm applied
+    channels-last); on flat inputs, nn.LayerNorm over the features. Write small epsilons with a
+    decimal point (1.0e-6): YAML reads 1e-6 as text."""
 
     kind = "layer_norm"
     category = Fusion.OPAQUE

@@ -12,9 +12,11 @@ from .lowering import ChannelAffine
 
 
 class LayerScale(Layer):
-    """`layer_scale: {init: 1.0e-6}`: y = x * weight[c], a learned scale per channel (per feature on flat
-    inputs), every one `init` at initialisation (ConvNeXt's 1e-6). An affine map: folded into the
-    convolution or linear layer that produces x, else applied in an epilogue or on its own."""
+    """`layer_scale: {init: 1.0e-6}`: y = x * weight[c], a learned scale per channel (ConvNeXt's gamma).
+
+    Per feature on flat inputs; every scale is `init` at initialisation (ConvNeXt's 1e-6). An affine
+    map: folded into the convolution or linear layer that produces x, else applied in an epilogue
+    or on its own."""
 
     kind = "layer_scale"
     category = Fusion.FOLD

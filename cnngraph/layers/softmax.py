@@ -71,8 +71,9 @@ class Softmax(Layer):
 
 
 class LogSoftmax(Softmax):
-    """`log_softmax`: x - max - log(sum of exp(x - max)) over channels, at every spatial position
-    (the log of softmax without its underflow)."""
+    """`log_softmax`: x - max - log(sum of exp(x - max)) over channels, at every spatial position.
+
+    The log of softmax without its underflow (PyTorch's F.log_softmax(x, 1))."""
 
     kind = "log_softmax"
     onnx_imports = ("LogSoftmax",)
