@@ -83,6 +83,28 @@ def test_compiled_fused_into_its_producer(kind, i):
 
 
 @pytest.mark.parametrize("kind,i", CASES)
+def test_nan_propagates_as_in_pytorch(kind, i):
+    """NaN inputs give NaN exactly where the reference (and PyTorch) give NaN, compiled standalone and fused
+    (a max, a clamp or a select that drops NaN would show here; the fuzzer's inputs are finite)."""
+    for fused in (False, True):
+        g = cnngraph.load(spec(kind, i, fused))
+        w = netgen.random_weights(g, 0)
+        x = np.random.default_rng(1).standard_normal((2, *g.input_shape)).astype(np.float32)
+        x.reshape(-1)[::7] = np.nan
+        want = oracle.run(g, x.astype(np.float64), w)
+        got = cnngraph.compile(g, weights=w, poison=True)(x)
+        assert netgen.mismatch(got, want) is None, (fused, netgen.mismatch(got, want))
+        try:
+            import torch  # noqa: F401
+
+            from cnngraph.interop.torch_exec import forward
+            run = forward(g, w, np.float64)
+        except (ImportError, cnngraph.CnnGraphError):
+            continue  # no PyTorch, or no PyTorch equivalent for these attributes
+        np.testing.assert_array_equal(np.isnan(run(x.astype(np.float64))), np.isnan(want))
+
+
+@pytest.mark.parametrize("kind,i", CASES)
 def test_onnx_round_trip(kind, i):
     pytest.importorskip("onnxruntime")
     from cnngraph.interop import export, import_onnx

@@ -30,6 +30,7 @@ import math
 import os
 import re
 import stat
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,6 +176,11 @@ class _Importer:
             self.init_names[id(arr)] = t.name
         for t in self.g.sparse_initializer:
             raise InteropError(f"{self.source}: sparse initializer '{t.values.name}' is not supported")
+        # Constant nodes up front: a pointwise region is grown when its first node is reached, and PyTorch
+        # writes each scalar of GELU's erf form as a Constant just before its use, after that first node
+        for n in self.g.node:
+            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and not n.input:
+                self.fold(n)
 
     def input(self):
         data = [i for i in self.g.input if i.name not in self.const]
@@ -379,12 +385,19 @@ class _Importer:
                    for i in n.input if i) and len(n.output) == 1:
                 region.append(n)
                 inside.add(n.output[0])
-        if len(region) < 2:
-            return False
+        # the largest region first, then shorter prefixes of it (a decomposition followed by another
+        # elementwise layer, such as softplus's Where followed by a Clip, is one layer and then the other)
+        handled = _handlers()
+        for k in range(len(region), 1, -1):
+            if self.pointwise_prefix(region[:k], root, handled):
+                return True
+        return False
+
+    def pointwise_prefix(self, region, root, handled) -> bool:
+        inside = {root} | {n.output[0] for n in region}
         # a chain of operators that are layers of their own is imported node by node (as written);
         # a region is one layer where it combines its values (x * sigmoid(x)) or uses an operator
         # no layer takes on its own (Erf)
-        handled = _handlers()
         combines = any(sum(i in inside for i in n.input) > 1 for n in region)
         if not combines and all(n.op_type in handled for n in region):
             return False
@@ -411,8 +424,10 @@ class _Importer:
                              [h.make_tensor_value_info(out, self.onnx.TensorProto.FLOAT, None)],
                              [self.onnx.numpy_helper.from_array(np.asarray(self.const[c]), c) for c in consts])
         try:
-            y = np.asarray(ReferenceEvaluator(h.make_model(graph, opset_imports=[h.make_opsetid("", self.opset)]))
-                           .run(None, {root: PROBES})[0], np.float64)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):  # the probes overflow exp on purpose
+                warnings.simplefilter("ignore")
+                y = np.asarray(ReferenceEvaluator(h.make_model(graph, opset_imports=[h.make_opsetid("", self.opset)]))
+                               .run(None, {root: PROBES})[0], np.float64)
         except Exception:  # anything the evaluator cannot run is no pointwise function we know
             return None, None
         if y.shape != PROBES.shape:

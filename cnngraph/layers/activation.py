@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 
-from ..errors import LayerError
 from .base import Attr, Fusion, Layer, Lowered, boolean, choice, fc_diagonal, fc_point, number
 from .lowering import Pointwise
 
@@ -383,13 +382,15 @@ class Mish(_Elementwise):
 
     def apply(self, x):
         xf = np.asarray(x, np.float64)
-        return (xf * np.tanh(np.logaddexp(0.0, xf))).astype(np.asarray(x).dtype, copy=False)
+        with np.errstate(invalid="ignore"):  # NaN in, NaN out
+            return (xf * np.tanh(np.logaddexp(0.0, xf))).astype(np.asarray(x).dtype, copy=False)
 
     def vector(self, m, x):
         return m.mul(x, m.tanh(softplus_vec(m, x)))
 
     def slope(self, x):
-        t = np.tanh(np.logaddexp(0.0, x))
+        with np.errstate(invalid="ignore"):
+            t = np.tanh(np.logaddexp(0.0, x))
         return t + x * (1 - t * t) * _sigmoid64(x)
 
     def to_onnx(self, b, node, ins, weights):
@@ -472,6 +473,7 @@ class Softplus(_Elementwise):
     examples = (({}, [(20, 7)]), ({"beta": 2.0}, [(5, 6, 7)]), ({"beta": 0.5, "threshold": 1.0}, [(3, 2, 3, 4)]),
                 ({"threshold": -1.0}, [(9,)]))
     onnx_imports = ("Softplus",)
+    onnx_patterns = ("onnx_scaled_pattern",)
     onnx_hint = True  # the decomposition's attributes, read back by the importer's pointwise regions
 
     @classmethod
@@ -480,14 +482,45 @@ class Softplus(_Elementwise):
         imp.add_layer(node, "softplus", {}, [imp.x(node).layer])
         return None
 
+    @classmethod
+    def onnx_scaled_pattern(cls, imp, node) -> bool:
+        """PyTorch's export of softplus with beta != 1: Mul(x, beta) -> Softplus -> Div(beta) (its threshold
+        is not exported: the default's, 20). Each step is a pending value; True when `node` was one."""
+        op, ins, pending = node.op_type, list(node.input), imp.pending
+
+        def scalar(name):
+            v = imp.const.get(name) if name not in imp.batch_dep else None
+            return float(np.reshape(v, -1)[0]) if v is not None and np.size(v) == 1 else None
+
+        if op == "Mul" and len(ins) == 2 and sum(i in imp.live for i in ins) == 1:
+            x, b = (ins[0], ins[1]) if ins[0] in imp.live else (ins[1], ins[0])
+            beta = scalar(b)
+            sp = imp.readers_of(node.output[0])
+            if beta is None or not beta > 0 or len(sp) != 1 or sp[0].op_type != "Softplus":
+                return False
+            div = imp.readers_of(sp[0].output[0])
+            if len(div) != 1 or div[0].op_type != "Div" or div[0].input[0] != sp[0].output[0] or \
+                    scalar(div[0].input[1]) != beta:
+                return False
+            pending[node.output[0]] = ("softplus's scaled input", x, beta)
+        elif op == "Softplus" and ins and pending.get(ins[0], ("",))[0] == "softplus's scaled input":
+            pending[node.output[0]] = ("softplus of the scaled input", *pending[ins[0]][1:])
+        elif op == "Div" and ins and pending.get(ins[0], ("",))[0] == "softplus of the scaled input":
+            _, x, beta = pending[ins[0]]
+            imp.add_layer(node, "softplus", {"beta": imp.f32(beta)}, [imp.live[x].layer])
+        else:
+            return False
+        return True
+
     def torch_fn(self, torch, in_shapes, params):
         return lambda x: torch.nn.functional.softplus(x, self.beta, self.threshold)
 
     def apply(self, x):
         xf = np.asarray(x, np.float64)
         bx = self.beta * xf
-        return np.where(bx > self.threshold, xf, np.logaddexp(0.0, bx) / self.beta).astype(np.asarray(x).dtype,
-                                                                                           copy=False)
+        with np.errstate(invalid="ignore"):  # NaN in, NaN out
+            y = np.where(bx > self.threshold, xf, np.logaddexp(0.0, bx) / self.beta)
+        return y.astype(np.asarray(x).dtype, copy=False)
 
     def vector(self, m, x):
         bx = m.mul(x, self.beta) if self.beta != 1 else x
@@ -516,7 +549,8 @@ class Softplus(_Elementwise):
 class Clip(_Elementwise):
     """`clip: {min: -1, max: 1}`: x clamped to [min, max] (torch.clamp); NaN stays NaN.
 
-    Either bound may be left out (without both it is the identity). ONNX Clip imports as relu or
+    Either bound may be left out (without both it is the identity); min(max(x, min), max), so a min
+    above the max gives the max everywhere, as in PyTorch and ONNX. ONNX Clip imports as relu or
     relu6 where its bounds are theirs, else as this."""
 
     kind = "clip"
@@ -527,10 +561,6 @@ class Clip(_Elementwise):
     onnx_imports = ("Clip",)
     fc_mode = "piecewise"
 
-    def validate(self):
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise LayerError(f"expected min <= max, got min {self.min:g} > max {self.max:g}", attr="min")
-
     @classmethod
     def from_onnx(cls, imp, node):
         lo, hi = clip_bounds(imp, node)
@@ -538,8 +568,6 @@ class Clip(_Elementwise):
         hi = None if hi is None or hi == math.inf else hi
         if lo is None and hi is None:
             return imp.alias(node, imp.x(node))  # no bounds: the identity
-        if lo is not None and hi is not None and lo > hi:
-            raise imp.fail(node, f"Clip to [{lo}, {hi}]: min is above max")
         attrs = {k: imp.f32(v) for k, v in (("min", lo), ("max", hi)) if v is not None}
         imp.add_layer(node, "clip", attrs, [imp.x(node).layer])
         return None
@@ -622,6 +650,8 @@ class PRelu(Layer):
     def from_onnx(cls, imp, node):
         x = imp.x(node)
         slope = imp.c(node, 1, "slope")
+        if imp.opset < 7 and np.ndim(slope) == 1 and np.size(slope) == x.shape[0]:
+            slope = np.reshape(slope, (-1, *([1] * (len(x.shape) - 1))))  # before broadcasting: one per channel
         per = imp.per_channel(slope, x.shape)
         if per is None:
             raise imp.fail(node, f"a slope of shape {np.shape(slope)} that is not one value per channel of the "

@@ -33,7 +33,7 @@ class Softmax(Layer):
         else:  # before opset 13: softmax over the flattened dims from `axis` on
             ok = axis == 1 and math.prod(x.shape[1:]) == 1 or r == 2 and axis == 1
         if not ok:
-            raise imp.fail(node, f"{node.op_type} over axis {imp.attr(node, 'axis', default)} of a rank-{r} input "
+            raise imp.fail(node, f"{cls.kind} over axis {imp.attr(node, 'axis', default)} of a rank-{r} input "
                                  f"(opset {imp.opset}): cnngraph's {cls.kind} is over the channel axis 1 only")
         imp.add_layer(node, cls.kind, {}, [x.layer])
         return None
