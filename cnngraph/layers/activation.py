@@ -356,8 +356,10 @@ def log1p_vec(m, u):
 
 
 def softplus_vec(m, x):
-    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
-    return m.add(m.max(x, 0.0), log1p_vec(m, m.exp(m.neg(m.abs(x)))))
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|)), the exp term exactly 0 where it
+    underflows (so softplus(-inf) is 0 and mish(-inf) NaN, as in PyTorch)."""
+    a = m.neg(m.abs(x))
+    return m.add(m.max(x, 0.0), log1p_vec(m, m.select(m.lt(a, -87.0), 0.0, m.exp(a))))
 
 
 def expm1_vec(m, x):

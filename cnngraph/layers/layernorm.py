@@ -58,15 +58,16 @@ class LayerNorm(Layer):
         return {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)} if self.affine else {}
 
     def reference(self, xs, params):
+        """In the input's precision, as PyTorch (a float32 sum of huge values overflows, as there)."""
         x = xs[0]
-        xf = np.asarray(x, np.float64)
-        mean = xf.mean(axis=1, keepdims=True)
-        var = ((xf - mean) ** 2).mean(axis=1, keepdims=True)
-        y = (xf - mean) / np.sqrt(var + self.eps)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = x.mean(axis=1, keepdims=True)
+            d = x - mean
+            y = d / np.sqrt((d * d).mean(axis=1, keepdims=True) + x.dtype.type(self.eps))
         if self.affine:
             shape = (1, -1) + (1,) * (x.ndim - 2)
-            y = y * np.asarray(params["weight"], np.float64).reshape(shape) + \
-                np.asarray(params["bias"], np.float64).reshape(shape)
+            y = y * np.asarray(params["weight"]).astype(x.dtype).reshape(shape) + \
+                np.asarray(params["bias"]).astype(x.dtype).reshape(shape)
         return y.astype(x.dtype, copy=False)
 
     def lower(self, in_shapes, params):

@@ -108,8 +108,9 @@ class _Reduce(Layer):
     def reference(self, xs, params):
         x = xs[0]
         axes = self.resolved(x.shape[1:])
-        if self.reduce == "avg":
-            return x.mean(axis=axes, keepdims=self.keepdims, dtype=np.float64).astype(x.dtype)
+        if self.reduce == "avg":  # in the input's precision, as PyTorch (a float32 sum of huge values overflows)
+            with np.errstate(over="ignore"):
+                return x.mean(axis=axes, keepdims=self.keepdims)
         return x.max(axis=axes, keepdims=self.keepdims)
 
     def torch_fn(self, torch, in_shapes, params):
