@@ -89,7 +89,12 @@ class Act:
 
 
 def act_param_count(ops) -> int:
-    """Per-channel parameter vectors the pointwise ops read from `act_params`."""
+    """Per-channel parameter vectors the pointwise ops read from `act_params`.
+
+    >>> from cnngraph.layers import make
+    >>> act_param_count([Act(make("relu")), Act(make("prelu"), ("weight",), 0)])
+    1
+    """
     return sum(len(o.params) for o in ops if isinstance(o, Act))
 
 

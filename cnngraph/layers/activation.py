@@ -347,7 +347,7 @@ class Gelu(_Elementwise):
 
 # ---- the smooth and saturating activations of modern CNNs --------------------
 
-def log1p_vec(m, u):
+def _log1p(m, u):
     """log(1 + u) for u >= 0 without losing small u: log(w) * u / (w - 1), w = 1 + u rounded (Goldberg);
     u itself where w rounds to 1. NaN stays NaN."""
     w = m.add(u, 1.0)
@@ -355,14 +355,14 @@ def log1p_vec(m, u):
     return m.select(m.gt(d, 0.0), m.mul(m.log(w), m.div(u, d)), u)
 
 
-def softplus_vec(m, x):
+def _softplus(m, x):
     """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|)), the exp term exactly 0 where it
     underflows (so softplus(-inf) is 0 and mish(-inf) NaN, as in PyTorch)."""
     a = m.neg(m.abs(x))
-    return m.add(m.max(x, 0.0), log1p_vec(m, m.select(m.lt(a, -87.0), 0.0, m.exp(a))))
+    return m.add(m.max(x, 0.0), _log1p(m, m.select(m.lt(a, -87.0), 0.0, m.exp(a))))
 
 
-def expm1_vec(m, x):
+def _expm1(m, x):
     """exp(x) - 1 without cancellation near 0: a Taylor polynomial of degree 9 for |x| < 0.5
     (relative error < 1e-8 there), exp(x) - 1 elsewhere. NaN stays NaN."""
     p = m.fma(x, 1 / 9, 1.0)
@@ -388,7 +388,7 @@ class Mish(_Elementwise):
             return (xf * np.tanh(np.logaddexp(0.0, xf))).astype(np.asarray(x).dtype, copy=False)
 
     def vector(self, m, x):
-        return m.mul(x, m.tanh(softplus_vec(m, x)))
+        return m.mul(x, m.tanh(_softplus(m, x)))
 
     def slope(self, x):
         with np.errstate(invalid="ignore"):
@@ -425,7 +425,7 @@ class Elu(_Elementwise):
         return np.where(xf > 0, xf, self.alpha * np.expm1(xf)).astype(np.asarray(x).dtype, copy=False)
 
     def vector(self, m, x):
-        return m.select(m.gt(x, 0.0), x, m.mul(expm1_vec(m, x), self.alpha))
+        return m.select(m.gt(x, 0.0), x, m.mul(_expm1(m, x), self.alpha))
 
     def slope(self, x):
         return np.where(x > 0, 1.0, self.alpha * np.exp(np.minimum(x, 0.0)))
@@ -458,7 +458,7 @@ class Selu(_Elementwise):
         return (self.SCALE * np.where(xf > 0, xf, self.ALPHA * np.expm1(xf))).astype(np.asarray(x).dtype, copy=False)
 
     def vector(self, m, x):
-        return m.mul(m.select(m.gt(x, 0.0), x, m.mul(expm1_vec(m, x), self.ALPHA)), self.SCALE)
+        return m.mul(m.select(m.gt(x, 0.0), x, m.mul(_expm1(m, x), self.ALPHA)), self.SCALE)
 
     def slope(self, x):
         return self.SCALE * np.where(x > 0, 1.0, self.ALPHA * np.exp(np.minimum(x, 0.0)))
@@ -526,7 +526,7 @@ class Softplus(_Elementwise):
 
     def vector(self, m, x):
         bx = m.mul(x, self.beta) if self.beta != 1 else x
-        sp = softplus_vec(m, bx)
+        sp = _softplus(m, bx)
         return m.select(m.gt(bx, self.threshold), x, m.div(sp, self.beta) if self.beta != 1 else sp)
 
     def slope(self, x):

@@ -13,7 +13,7 @@ CHANNELS_LAST = "channels-last"  # a pending importer value: the (N, *spatial, C
 
 
 def channels_last_perm(rank: int) -> list[int]:
-    """The Transpose permutation that moves the channels of a rank-`rank` tensor last, and back.
+    """The Transpose permutation that moves the channels of a rank-`rank` tensor last.
 
     >>> channels_last_perm(4), channels_first_perm(4)
     ([0, 2, 3, 1], [0, 3, 1, 2])
@@ -22,6 +22,11 @@ def channels_last_perm(rank: int) -> list[int]:
 
 
 def channels_first_perm(rank: int) -> list[int]:
+    """The Transpose permutation that moves the channels of a channels-last tensor back to axis 1.
+
+    >>> channels_first_perm(5)
+    [0, 4, 1, 2, 3]
+    """
     return [0, rank - 1, *range(1, rank - 1)]
 
 

@@ -152,7 +152,12 @@ class Concat:
 
 
 def channel_reduction(low) -> ChannelReduction | None:
-    """The channel reduction a lowering computes: itself, or the one step of a Chain that is one."""
+    """The channel reduction a lowering computes: itself, or the one step of a Chain that is one.
+
+    >>> from cnngraph.layers import make
+    >>> channel_reduction(make("reduce_max", {"axes": [1, 2]}).lower([(4, 5)], {})).collapse
+    True
+    """
     if isinstance(low, ChannelReduction):
         return low
     if isinstance(low, Chain):
