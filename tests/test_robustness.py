@@ -144,7 +144,8 @@ SPECIALS = [np.nan, np.inf, -np.inf, np.finfo(np.float32).max]
 NAN_CASES = [(n, s) for n in sorted(NAN_NETS) for s in SPECIALS if not (n == "layer_norm" and np.isfinite(s))]
 
 
-@pytest.mark.parametrize("name,special", NAN_CASES)
+@pytest.mark.parametrize("name,special", NAN_CASES,
+                         ids=[f"{'max' if np.isfinite(s) else s}-{n}" for n, s in NAN_CASES])
 def test_nan_and_inf_propagate_like_the_reference(name, special):
     g = cnngraph.load(NAN_NETS[name])
     w = cnngraph.weights.init(g, seed=1)

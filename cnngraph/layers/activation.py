@@ -422,7 +422,8 @@ class Elu(_Elementwise):
 
     def apply(self, x):
         xf = np.asarray(x, np.float64)
-        return np.where(xf > 0, xf, self.alpha * np.expm1(xf)).astype(np.asarray(x).dtype, copy=False)
+        with np.errstate(over="ignore"):  # expm1 of the positive side, not taken
+            return np.where(xf > 0, xf, self.alpha * np.expm1(xf)).astype(np.asarray(x).dtype, copy=False)
 
     def vector(self, m, x):
         return m.select(m.gt(x, 0.0), x, m.mul(_expm1(m, x), self.alpha))
@@ -455,7 +456,9 @@ class Selu(_Elementwise):
 
     def apply(self, x):
         xf = np.asarray(x, np.float64)
-        return (self.SCALE * np.where(xf > 0, xf, self.ALPHA * np.expm1(xf))).astype(np.asarray(x).dtype, copy=False)
+        with np.errstate(over="ignore"):  # expm1 of the positive side, not taken; scale * huge is inf in float32
+            y = self.SCALE * np.where(xf > 0, xf, self.ALPHA * np.expm1(xf))
+            return y.astype(np.asarray(x).dtype, copy=False)
 
     def vector(self, m, x):
         return m.mul(m.select(m.gt(x, 0.0), x, m.mul(_expm1(m, x), self.ALPHA)), self.SCALE)

@@ -93,8 +93,9 @@ class LogSoftmax(Softmax):
     def reference(self, xs, params):
         x = xs[0]
         xf = np.asarray(x, np.float64)
-        z = xf - xf.max(axis=1, keepdims=True)
-        return (z - np.log(np.exp(z).sum(axis=1, keepdims=True))).astype(x.dtype, copy=False)
+        with np.errstate(invalid="ignore"):  # inf - inf: NaN, as in PyTorch
+            z = xf - xf.max(axis=1, keepdims=True)
+            return (z - np.log(np.exp(z).sum(axis=1, keepdims=True))).astype(x.dtype, copy=False)
 
     def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
         """The tangent at `xs` (mode 'local'): J[(c, p), (c', p)] = delta_cc' - softmax_c'."""
