@@ -25,8 +25,9 @@ from cnngraph.layers import REGISTRY, Fusion
 # activation is fuzzed without touching this file
 POINTWISE = tuple(sorted(k for k, c in REGISTRY.items() if c.category is Fusion.ELEMWISE))
 # every kind the generator can write; a test checks this covers the registry
-KINDS = ("conv", "maxpool", "avgpool", "global_avgpool", "global_maxpool", *POINTWISE, "softmax", "lrn",
-         "batchnorm", "dropout", "pad", "flatten", "linear", "add", "concat")
+KINDS = ("conv", "maxpool", "avgpool", "global_avgpool", "global_maxpool", "reduce_mean", "reduce_max", *POINTWISE,
+         "softmax", "log_softmax", "lrn", "batchnorm", "layer_norm", "layer_scale", "dropout", "drop_path", "pad",
+         "flatten", "linear", "add", "concat")
 
 
 def _padding(draw, nd, k):
@@ -99,6 +100,13 @@ def _layer(draw, kind, shapes, recent):
         return {"out": draw(st.integers(1, 40)), "bias": draw(st.booleans())}, [pick(flat)]
     if kind == "flatten":
         return {}, [pick(anyv)]
+    if kind in ("reduce_mean", "reduce_max"):
+        x = pick(anyv)
+        rank = len(shapes[x]) + 1
+        axes = sorted(draw(st.sets(st.integers(1, rank - 1), min_size=1, max_size=rank - 1)))
+        axes = [a - rank if draw(st.booleans()) else a for a in axes]  # negative from the end, sometimes
+        keep = 1 in [a % rank for a in axes] or draw(st.booleans())
+        return {"axes": axes if len(axes) > 1 or draw(st.booleans()) else axes[0], "keepdims": keep}, [x]
     if kind in ("add", "concat"):
         x = pick(anyv)
         if kind == "add":
@@ -114,6 +122,12 @@ def _layer(draw, kind, shapes, recent):
         attrs = {"eps": draw(st.sampled_from([1e-5, 0.1])), "affine": draw(st.booleans())}
     if kind == "dropout":
         attrs["p"] = 0.5
+    if kind == "drop_path":
+        attrs["p"] = draw(st.sampled_from([0.0, 0.1]))
+    if kind == "layer_norm":
+        attrs = {"eps": draw(st.sampled_from([1e-6, 1e-5, 0.1])), "affine": draw(st.booleans())}
+    if kind == "layer_scale":
+        attrs = {"init": draw(st.sampled_from([1e-6, 0.5, -1.0]))}
     return attrs, [pick(anyv)]
 
 
@@ -160,8 +174,9 @@ def nets(draw, max_layers: int = 8, kinds=KINDS):
 
 
 def random_weights(graph, seed: int) -> dict:
-    """He-gain weights (the signal survives depth) and random batchnorm statistics (the
-    defaults make batchnorm an identity, which would hide folding bugs)."""
+    """He-gain weights (the signal survives depth), random batchnorm statistics (the defaults
+    make batchnorm an identity, which would hide folding bugs) and random parameters of the
+    other kinds (a PReLU's slopes all 0.25 would hide a channel mix-up)."""
     rng = np.random.default_rng(seed)
     w = W.init(graph, seed=seed, gain=6 ** 0.5)
     for node in graph.nodes:
@@ -172,6 +187,10 @@ def random_weights(graph, seed: int) -> dict:
             if node.layer.affine:
                 w[f"{node.name}.weight"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
                 w[f"{node.name}.bias"] = rng.standard_normal(c).astype(np.float32) * 0.5
+        elif node.layer.category is not Fusion.ANCHOR:
+            for p in node.params:  # slopes, scales, norms' affine parts: random, not their init's constants
+                arr = w[f"{node.name}.{p}"]
+                w[f"{node.name}.{p}"] = (arr + rng.standard_normal(arr.shape) * 0.5).astype(np.float32)
     return w
 
 

@@ -294,3 +294,38 @@ def test_depthwise_on_plain_input_and_output(text):
         assert [s.name.split("_")[1] for s in n.plan.steps] in (["dwconv1d"], ["dwconv2d"], ["dwconv3d"])
         assert "plain" in n.plan.steps[0].name
         check(n)
+
+
+# ---- per-channel parameters of pointwise layers (prelu) in every kernel that applies them ----
+
+PARAM_EPILOGUES = {
+    # kernel the prelu must land in: the spec
+    "fused_dwconv2d_plain_prelu": "input: [40, 9, 9]\nlayers: [{conv: {out: 40, kernel: 3, padding: 1, "
+                                  "groups: depthwise}}, prelu]",
+    "fused_conv2d_prelu_elu_prelu_batchnorm": "input: [5, 9, 9]\nlayers: [{conv: {out: 70, kernel: 3}}, prelu, "
+                                              "{elu: {alpha: 0.3}}, {prelu: {shared: true}}, batchnorm]",
+    "fused_conv2d_prelu_maxpool2d": "input: [5, 9, 9]\nlayers: [{conv: {out: 33, kernel: 3}}, prelu, "
+                                    "{maxpool: {kernel: 2}}]",
+    "fused_conv3d_add_prelu": "input: [16, 3, 5, 4]\nlayers: [{conv: {name: a, out: 20, kernel: 1}}, "
+                              "{conv: {name: b, out: 20, kernel: 3, padding: 1}}, {add: {from: [a, b]}}, prelu, "
+                              "{conv: {out: 4, kernel: 1}}]",
+    "fused_linear_prelu_softplus_prelu": "input: [30]\nlayers: [{linear: {out: 50}}, prelu, softplus, "
+                                         "{prelu: {shared: true}}]",
+    "relu_prelu_prelu": "input: [37, 5, 3]\nlayers: [relu, prelu, {prelu: {name: p2}}, {add: {from: [p2, input]}}, "
+                        "prelu, mish]",
+}
+
+
+@pytest.mark.parametrize("kernel", sorted(PARAM_EPILOGUES))
+def test_per_channel_parameters_in_every_epilogue(kernel):
+    """A prelu's slopes reach the conv (blocked, plain depthwise, with a pool or a residual), linear and
+    elementwise kernels channel by channel: random slopes per channel, several channel blocks."""
+    import netgen
+    text = PARAM_EPILOGUES[kernel]
+    g = cnngraph.load(text)
+    w = netgen.random_weights(g, 1)
+    assert all(np.unique(v).size > 1 for k, v in w.items() if k.endswith(".weight") and "prelu" in k and v.size > 1)
+    compiled = jit_compile(g, weights=w, threads=2, poison=True)
+    assert kernel in [s.name for s in compiled.plan.steps], compiled.plan.describe()
+    for batch in (1, 3):
+        assert netgen.check_compiled(text, batch, 2, seed=1) is None

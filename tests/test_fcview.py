@@ -448,3 +448,54 @@ def test_fc_rows_equal_rows_times_the_matrix(case, seed):
     np.testing.assert_allclose(rows, (lo.matrix.T @ g.T).T, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(const, g @ np.nan_to_num(lo.bias, neginf=0.0), rtol=1e-12, atol=1e-12)
     assert mode == lo.mode
+
+
+def _example_point(kind, i, seed=0):
+    """(layer, shapes, float64 params with random values, inputs) for example i of `kind`."""
+    cls = REGISTRY[kind]
+    attrs, shapes = cls.examples[i]
+    layer, shapes = make(kind, attrs), [tuple(s) for s in shapes]
+    rng = np.random.default_rng(seed)
+    params = {k: v.astype(np.float64) + rng.uniform(0.1, 0.5, v.shape) for k, v in layer.init_params(shapes, rng).items()}
+    if "running_var" in params:
+        params["running_var"] = rng.uniform(0.5, 2.0, params["running_var"].shape)
+    return layer, shapes, params, [rng.standard_normal(s) for s in shapes]
+
+
+def _mode(kind, i):
+    layer, shapes, params, xs = _example_point(kind, i)
+    return layer.to_matrix(shapes, params, xs).mode
+
+
+NONLINEAR = [(k, i, mode) for k, cls in sorted(REGISTRY.items()) for i in range(len(cls.examples))
+             if (mode := _mode(k, i)) != "linear"]
+
+
+@pytest.mark.parametrize("kind,i,mode", NONLINEAR)
+def test_nonlinear_matrices_are_the_tangent_at_the_input(kind, i, mode):
+    """Every example whose FC view depends on the input: 'local' matrices are the derivative there
+    (central differences), 'piecewise' ones hold exactly in a neighbourhood; both pass through the point."""
+    layer, shapes, params, xs = _example_point(kind, i)
+    lo = layer.to_matrix(shapes, params, xs)
+    x = np.concatenate([v.ravel() for v in xs])
+
+    def f(flat):
+        parts, at = [], 0
+        for s in shapes:
+            n = math.prod(s)
+            parts.append(flat[at:at + n].reshape(1, *s))
+            at += n
+        return layer.reference(parts, params).ravel()
+
+    np.testing.assert_allclose(lo.matrix @ x + lo.bias, f(x), rtol=1e-10, atol=1e-10)
+    rng = np.random.default_rng(1)
+    if mode == "piecewise":
+        d = rng.standard_normal(x.size) * 1e-7  # too small to cross a kink of the random input
+        np.testing.assert_allclose(lo.matrix @ (x + d) + lo.bias, f(x + d), rtol=1e-9, atol=1e-12)
+    else:
+        jac, eps = lo.matrix.toarray(), 1e-6
+        for j in rng.choice(x.size, size=min(x.size, 40), replace=False):
+            d = np.zeros(x.size)
+            d[j] = eps
+            np.testing.assert_allclose(jac[:, j], (f(x + d) - f(x - d)) / (2 * eps), atol=2e-6,
+                                       err_msg=f"column {j}")

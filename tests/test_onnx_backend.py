@@ -30,11 +30,13 @@ from cnngraph.interop import InteropError, import_onnx
 
 OPS = ("conv", "maxpool", "averagepool", "globalaveragepool", "globalmaxpool", "relu", "leakyrelu", "sigmoid",
        "tanh", "softmax", "gemm", "matmul", "flatten", "reshape", "concat", "add", "sum", "batchnorm", "lrn",
-       "dropout", "constant_pad", "identity")
+       "dropout", "constant_pad", "identity", "elu", "selu", "softplus", "prelu", "clip", "logsoftmax", "mish",
+       "reduce_mean", "reduce_max", "layer_normalization")
 TORCH_MODULES = ("AvgPool", "BatchNorm", "ConstantPad", "Conv", "LeakyReLU", "Linear", "MaxPool", "ReLU",
-                 "ReflectionPad", "ReplicationPad", "Sigmoid", "Softmax", "Tanh", "ZeroPad", "softmax")
+                 "ReflectionPad", "ReplicationPad", "Sigmoid", "Softmax", "Tanh", "ZeroPad", "softmax", "ELU", "SELU",
+                 "PReLU", "Softplus", "LogSoftmax", "log_softmax")
 TORCH_OPERATORS = ("add", "addconstant", "addmm", "basic", "concat2", "conv", "flatten", "maxpool", "mm",
-                   "non_float_params", "pad", "params", "view")
+                   "non_float_params", "pad", "params", "view", "reduced_mean", "selu")
 INCLUDE = (rf"^test_({'|'.join(OPS)})(_.*)?_cpu$|^test_({'|'.join(TORCH_MODULES)})[0-9A-Za-z_]*_cpu$|"
            rf"^test_operator_({'|'.join(TORCH_OPERATORS)})(_.*)?_cpu$")
 # Decomposed ('_expanded') variants test other operators (Exp, ReduceSum, Where...); the *Integer ops,
@@ -63,6 +65,14 @@ CONVT = ("ConvTranspose is not a cnngraph layer", r"operator 'ConvTranspose' is 
 PAD_MODE = ("reflect/edge padding: cnngraph pads with a constant", r"cnngraph pads with a constant only")
 GEMM_C_LIVE = ("Gemm whose bias C is an activation (addmm chain)", r"expected C \(bias\) .* to be a constant")
 ELEMWISE = ("adds a (2, 2) constant to the input, then Mul/Neg of activations", r"adds a constant")
+LN_AXES = ("layer normalisation over other axes than the channels",
+           r"cnngraph's layer_norm normalises over the channels \(axis 1\)")
+LN_STATS = ("uses LayerNormalization's Mean and InvStdDev outputs", r"output 'Mean' is used")
+PRELU_SLOPE = ("a PRelu slope that varies over other axes than the channels", r"not one value per channel")
+REDUCE_ALL = ("reduces over every axis, the batch included", r"reduces over every axis, the batch included")
+REDUCE_CHANNELS = ("drops a reduced channel axis (keepdims=0)", r"would drop the channel axis")
+DYNAMIC = ("a data dim of unknown size", r"expected a fixed size")
+SELU_CONSTANTS = ("Selu with other constants than PyTorch's", r"Selu with alpha=2, gamma=3 is not selu")
 
 EXCLUDED = {
     **{n: TWO for n in ("test_add", "test_add_bcast", "test_operator_concat2")},
@@ -106,6 +116,25 @@ EXCLUDED = {
     **{n: PAD_MODE for n in ("test_ReflectionPad2d", "test_ReplicationPad2d", "test_operator_pad")},
     "test_operator_addmm": GEMM_C_LIVE,
     "test_operator_params": ELEMWISE,
+    **{n: RANK1 for n in ("test_clip_default_inbounds", "test_clip_example", "test_clip_inbounds",
+                          "test_clip_min_greater_than_max", "test_clip_outbounds", "test_clip_splitbounds",
+                          "test_elu_example", "test_mish", "test_selu_example", "test_softplus_example")},
+    **{n: DTYPE for n in ("test_clip_default_int8_inbounds", "test_clip_default_int8_max", "test_clip_default_int8_min",
+                          "test_reduce_max_bool_inputs", "test_reduce_max_empty_set_bool")},
+    **{n: SOFTMAX for n in ("test_logsoftmax_axis_0", "test_logsoftmax_axis_2", "test_logsoftmax_default_axis",
+                            "test_logsoftmax_negative_axis", "test_log_softmax_dim3")},
+    **{f"test_layer_normalization_{c}": LN_AXES for c in (
+        "2d_axis0", "2d_axis_negative_2", "default_axis",
+        *(f"3d_axis{a}_epsilon" for a in ("0", "1", "2", "_negative_1", "_negative_2", "_negative_3")),
+        *(f"4d_axis{a}" for a in ("0", "1", "2", "3", "_negative_1", "_negative_2", "_negative_3", "_negative_4")))},
+    **{n: LN_STATS for n in ("test_layer_normalization_2d_axis1", "test_layer_normalization_2d_axis_negative_1")},
+    **{n: PRELU_SLOPE for n in ("test_prelu_broadcast", "test_prelu_example")},
+    **{f"test_reduce_{op}_{c}": REDUCE_ALL for op, c in (
+        ("max", "default_axes_keepdim_example"), ("max", "default_axes_keepdims_random"),
+        ("mean", "default_axes_keepdims_example"), ("mean", "default_axes_keepdims_random"))},
+    **{f"test_reduce_{op}_do_not_keepdims_{c}": REDUCE_CHANNELS for op in ("max", "mean") for c in ("example", "random")},
+    "test_reduce_max_empty_set": DYNAMIC,
+    "test_selu": SELU_CONSTANTS,
 }
 
 

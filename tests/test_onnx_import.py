@@ -488,7 +488,30 @@ def test_clip_zero_six_is_relu6_and_round_trips():
     assert [ls.kind for ls in import_onnx(model).spec.layers] == ["conv", "relu6"]
 
 
-def test_clip_to_other_bounds_is_refused():
-    _refused([helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clamp")],
-             {"lo": np.array(-1.0, np.float32), "hi": np.array(1.0, np.float32)},
-             r"node 'clamp' \(Clip\): Clip to \[-1.0, 1.0\] is not relu \(Clip to \[0, inf\]\); Clip to \[-1.0, 1.0\] is not relu6")
+def test_clip_to_other_bounds_is_a_clip():
+    """Clip is relu or relu6 where its bounds are theirs, else the clip layer; a missing bound is none."""
+    for lo, hi in ((-1.0, 1.0), (None, 0.5), (-0.5, None), (2.0, 1.0)):  # min above max: max everywhere, as ONNX
+        inits = {k: np.array(v, np.float32) for k, v in (("lo", lo), ("hi", hi)) if v is not None}
+        nodes = [helper.make_node("Clip", ["x", "lo" if lo is not None else "", "hi" if hi is not None else ""],
+                                  ["y"], name="clamp")]
+        imp = _same_as_ort(_model(nodes, ["N", 3, 4, 4], "y", inits))
+        assert [(ls.kind, ls.layer.min, ls.layer.max) for ls in imp.spec.layers] == [("clip", lo, hi)]
+    imp = import_onnx(_model([helper.make_node("Clip", ["x", "lo"], ["y"])], ["N", 3, 4], "y",
+                             {"lo": np.array(0.0, np.float32)}))
+    assert [ls.kind for ls in imp.spec.layers] == ["relu"]
+
+
+def test_reductions_over_the_batch_or_every_axis_are_refused():
+    for axes, opset, match in (([0, 2], 17, r"node 'r' \(ReduceMean\): axes \[0, 2\] include the batch axis 0"),
+                               ([-3], 18, r"node 'r' \(ReduceMean\): axes \[-3\] include the batch axis 0"),
+                               (None, 17, r"node 'r' \(ReduceMean\): reduces over every axis, the batch included")):
+        if opset >= 18:
+            node, inits = helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="r"), {"axes": np.array(axes)}
+        else:
+            node, inits = helper.make_node("ReduceMean", ["x"], ["y"], name="r", **({"axes": axes} if axes else {})), {}
+        _refused([node], inits, match, in_shape=("N", 3, 4), opset=opset)
+    imp = import_onnx(_model([helper.make_node("ReduceMax", ["x"], ["y"], noop_with_empty_axes=1),
+                              helper.make_node("Relu", ["y"], ["z"])], ["N", 3, 4], "z", opset=18))
+    assert [ls.kind for ls in imp.spec.layers] == ["relu"]  # no axes and noop: the identity
+
+

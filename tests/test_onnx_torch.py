@@ -118,7 +118,7 @@ def _randomise_bn(model):
             m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
 
 
-def _export(model, shape, folding=True):
+def _export(model, shape, folding=True, opset=17):
     model.eval()
     _randomise_bn(model)
     x = torch.randn(2, *shape)
@@ -126,7 +126,7 @@ def _export(model, shape, folding=True):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17,
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=opset,
                           do_constant_folding=folding)
     return onnx.load_from_string(buf.getvalue())
 
@@ -196,3 +196,152 @@ def test_unsupported_pytorch_layer_is_named():
     with pytest.raises(InteropError, match=r"node '/norm/[A-Za-z_0-9]+' \([A-Za-z]+\): .*(is not supported|no cnngraph "
                                            r"layer does that)"):
         import_onnx(_export(WithLRN(), (3, 8, 8)))
+
+
+# ---- modern CNN operators as PyTorch's exporter writes them (issue 10) ------------------------------
+
+class LayerNorm2d(nn.LayerNorm):
+    """torchvision's ConvNeXt LayerNorm2d: nn.LayerNorm applied channels-last."""
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ChannelsFirstLayerNorm(nn.Module):
+    """The original ConvNeXt's LayerNorm(data_format="channels_first"), written out."""
+
+    def __init__(self, c, eps=1e-6):
+        super().__init__()
+        self.weight, self.bias, self.eps = nn.Parameter(torch.rand(c) + 0.5), nn.Parameter(torch.randn(c)), eps
+
+    def forward(self, x):
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class ConvNeXtBlock(nn.Module):
+    """timm's ConvNeXt block with conv_mlp (1x1 convolutions, channels-first): depthwise 7x7, layer norm,
+    MLP with GELU, layer scale (gamma), residual."""
+
+    def __init__(self, dim, norm):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = norm
+        self.fc1, self.fc2 = nn.Conv2d(dim, 4 * dim, 1), nn.Conv2d(4 * dim, dim, 1)
+        self.gamma = nn.Parameter(torch.rand(dim) + 0.5)
+
+    def forward(self, x):
+        y = self.fc2(F.gelu(self.fc1(self.norm(self.dw(x)))))
+        return x + y * self.gamma.reshape(1, -1, 1, 1)
+
+
+class Lambda(nn.Module):
+    def __init__(self, f, cin=3, cout=6):
+        super().__init__()
+        self.conv, self.f = nn.Conv2d(cin, cout, 3, padding=1), f
+
+    def forward(self, x):
+        return self.f(self.conv(x))
+
+
+class Attention(nn.Module):
+    """CBAM's spatial attention input (mean and max over channels) and a mean-pooled classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.spatial = nn.Conv2d(2, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x):
+        x = self.conv(x)
+        s = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+        return F.log_softmax(self.fc(F.elu(self.spatial(s), 0.7).mean((2, 3))), 1)
+
+
+def _randomised(model):
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, (nn.PReLU, nn.LayerNorm)):
+            for p in m.parameters():
+                p.data.copy_(torch.randn(p.shape, generator=g) * 0.5 + (1.0 if isinstance(m, nn.LayerNorm) else 0.0))
+    return model
+
+
+MODERN = {
+    "mish": (lambda: Lambda(F.mish), ["conv", "mish"]),
+    "elu": (lambda: Lambda(lambda x: F.elu(x, 0.5)), ["conv", "elu"]),
+    "selu": (lambda: Lambda(F.selu), ["conv", "selu"]),
+    "softplus_beta": (lambda: Lambda(lambda x: F.softplus(x, 2.0)), ["conv", "softplus"]),
+    "clamp": (lambda: Lambda(lambda x: x.clamp(-0.5, 0.25)), ["conv", "clip"]),
+    "prelu": (lambda: Lambda(nn.PReLU(6)), ["conv", "prelu"]),
+    "prelu_shared": (lambda: Lambda(nn.PReLU()), ["conv", "prelu"]),
+    "log_softmax": (lambda: Lambda(lambda x: F.log_softmax(x, 1)), ["conv", "log_softmax"]),
+    "layer_norm_2d": (lambda: Lambda(LayerNorm2d(6, eps=1e-6)), ["conv", "layer_norm"]),
+    "layer_norm_channels_first": (lambda: Lambda(ChannelsFirstLayerNorm(6)), ["conv", "layer_norm"]),
+    "layer_norm_flat": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(48, 10), nn.LayerNorm(10), nn.PReLU(10)),
+                        ["flatten", "linear", "layer_norm", "prelu"]),
+    "convnext_block": (lambda: nn.Sequential(nn.Conv2d(3, 8, 4, 4), LayerNorm2d(8, eps=1e-6),
+                                             ConvNeXtBlock(8, LayerNorm2d(8, eps=1e-6))),
+                       ["conv", "layer_norm", "conv", "layer_norm", "conv", "gelu", "conv", "add"]),
+    "attention": (Attention, ["conv", "reduce_mean", "reduce_max", "concat", "conv", "elu", "reduce_mean", "linear",
+                              "log_softmax"]),
+}
+
+
+@pytest.mark.parametrize("opset", [17, 13, 18])
+@pytest.mark.parametrize("name", sorted(MODERN))
+def test_modern_operators_import_from_pytorch_and_match(name, opset):
+    """What torch.onnx.export writes (at opset 17, and before and after: LayerNormalization from 17,
+    Mish from 18, ReduceMean's axes an input from 18) imports as these layer kinds and matches ONNX
+    Runtime and PyTorch; the folded and unfolded exports alike."""
+    make, kinds = MODERN[name]
+    for folding in (True, False):
+        torch.manual_seed(0)
+        model = _randomised(make())
+        shape = (3, 4, 4) if name == "layer_norm_flat" else (3, 8, 8)
+        m = _export(model, shape, folding, opset)
+        imp = import_onnx(m)
+        assert [ls.kind for ls in imp.spec.layers] == kinds
+        x = np.random.default_rng(1).standard_normal((3, *shape)).astype(np.float32) * 2
+        y = cnngraph.reference(imp.spec, x, imp.weights)
+        _close(y, ort_run(m, x))
+        with torch.no_grad():
+            _close(y, model(torch.from_numpy(x)).numpy())
+        net = cnngraph.compile(cnngraph.load(imp.spec), weights=imp.weights)
+        _close(net(x), y)
+
+
+def test_convnext_block_compiles_to_fused_kernels():
+    """The ConvNeXt block's layer scale folds into the second 1x1 conv and the residual add fuses into it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 4, 4), ConvNeXtBlock(16, LayerNorm2d(16, eps=1e-6)))
+    imp = import_onnx(_export(model, (3, 36, 36)))
+    net = cnngraph.compile(cnngraph.load(imp.spec), weights=imp.weights)
+    assert [s.name for s in net.plan.steps] == ["fused_conv2d", "fused_dwconv2d", "layer_norm", "fused_conv2d_gelu",
+                                                "fused_conv2d_add"], net.plan.describe()
+    x = np.random.default_rng(0).standard_normal((2, 3, 36, 36)).astype(np.float32)
+    with torch.no_grad():
+        _close(net(x), model(torch.from_numpy(x)).numpy())
+
+
+def test_channels_last_mlp_is_refused_naming_the_node():
+    """torchvision's CNBlock runs its MLP channels-last (Linear on the transposed tensor): the transposed
+    layer norm's output is read by a MatMul, which cnngraph does not import."""
+
+    class CNBlock(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
+            self.fc = nn.Linear(dim, dim)
+
+        def forward(self, x):
+            return x + self.fc(self.norm(self.dw(x).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+
+    with pytest.raises(InteropError, match=r"node '/norm/LayerNormalization' \(LayerNormalization\): .*channels-last "
+                                           r"of '.*', is used by node '/fc/MatMul' \(MatMul\)"):
+        import_onnx(_export(CNBlock(8), (8, 6, 6)))

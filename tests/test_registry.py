@@ -65,21 +65,48 @@ def test_compiled_standalone(kind, i):
         assert netgen.check_compiled(text, batch, threads) is None, text
 
 
+def _fusable(kind, i) -> bool:
+    """Does example i of `kind` fuse into the conv (or linear) producing its input?"""
+    cls = REGISTRY[kind]
+    shapes = cls.examples[i][1]
+    spatial = len(shapes[0]) > 1
+    return cls.category in FUSES_INTO_CONV and (spatial or cls.category in (Fusion.ELEMWISE, Fusion.FOLD)) \
+        and not (cls.category is Fusion.MERGE and len(shapes) != 2)
+
+
 @pytest.mark.parametrize("kind,i", CASES)
 def test_compiled_fused_into_its_producer(kind, i):
     text = spec(kind, i, fused=True)
     assert netgen.check_compiled(text, 2, 1) is None, text
-    cls = REGISTRY[kind]
-    attrs, shapes = cls.examples[i]
-    spatial = len(shapes[0]) > 1
-    fusable = cls.category in FUSES_INTO_CONV and (spatial or cls.category in (Fusion.ELEMWISE, Fusion.FOLD)) \
-        and not (cls.category is Fusion.MERGE and len(shapes) != 2)
-    if not fusable:
+    if not _fusable(kind, i):
         return
     g = cnngraph.load(text)
     plan = cnngraph.compile(g).plan
     step = next(s for s in plan.steps if "x" in s.nodes)
     assert "anchor" in step.nodes, f"'{kind}' was not fused into its producer: {plan.describe()}"
+
+
+@pytest.mark.parametrize("kind,i", CASES)
+def test_nan_propagates_as_in_pytorch(kind, i):
+    """NaN inputs give NaN exactly where the reference (and PyTorch) give NaN, compiled standalone and, where
+    the kind fuses, fused (a max, a clamp or a select that drops NaN would show here; the fuzzer's inputs are
+    finite)."""
+    for fused in (False, True) if _fusable(kind, i) else (False,):
+        g = cnngraph.load(spec(kind, i, fused))
+        w = netgen.random_weights(g, 0)
+        x = np.random.default_rng(1).standard_normal((2, *g.input_shape)).astype(np.float32)
+        x.reshape(-1)[::7] = np.nan
+        want = oracle.run(g, x.astype(np.float64), w)
+        got = cnngraph.compile(g, weights=w, poison=True)(x)
+        assert netgen.mismatch(got, want) is None, (fused, netgen.mismatch(got, want))
+        try:
+            import torch  # noqa: F401
+
+            from cnngraph.interop.torch_exec import forward
+            run = forward(g, w, np.float64)
+        except (ImportError, cnngraph.CnnGraphError):
+            continue  # no PyTorch, or no PyTorch equivalent for these attributes
+        np.testing.assert_array_equal(np.isnan(run(x.astype(np.float64))), np.isnan(want))
 
 
 @pytest.mark.parametrize("kind,i", CASES)

@@ -22,7 +22,7 @@ import itertools
 from llvmlite import ir
 
 from .irutil import F32, I64, VEC, VL, VecMath, apply_ops, i64, kernel_args, new_kernel, splat, tap_range
-from .kernels import ConvKernel
+from .kernels import ConvKernel, act_param_count
 
 NEG_INF = float("-inf")
 IC_UNROLL = 4
@@ -84,6 +84,7 @@ class ConvEmitter:
         a = kernel_args(b, fn, k)
         self.p_in, self.p_w, self.p_bias, self.p_res, self.p_out, self.p_aff = (
             a["input"], a["weights"], a["bias"], a["residual"], a["output"], a["affine"])
+        self.p_act = a["act_params"]
         self.acc = [[b.vslot() for _ in range(V)] for _ in range(k.schedule.budget)]
         self.pool_acc = [b.vslot() for _ in range(V)]
         if k.pool and k.pool.kind == "avg":
@@ -125,6 +126,9 @@ class ConvEmitter:
         self.w = b.fptr(self.p_w, b.imul(og, self.w_og))
         ob0 = b.imul(og, V)
         self.bias = [b.vload(self.p_bias, b.imul(b.iadd(ob0, v), VL)) for v in range(V)] if k.epilogue.bias else None
+        # per-channel parameters of the pointwise ops: vector i of block j at (i * ob + j) * 16
+        self.act = [[b.vload(self.p_act, b.imul(b.iadd(ob0, i * k.ob + v), VL))
+                     for i in range(act_param_count(k.epilogue.ops))] for v in range(V)]
         if k.epilogue.affine:
             half = k.ob * VL
             self.scale = [b.vload(self.p_aff, b.imul(b.iadd(ob0, v), VL)) for v in range(V)]
@@ -220,7 +224,7 @@ class ConvEmitter:
             res = (lambda v=v: b.vload(self.res_row, b.iadd(b.imul(ow, VL), v * self.o_plane))) \
                 if ep.residual else None
             x = apply_ops(self.math, ep.ops, x, res, self.scale[v] if ep.affine else None,
-                          self.shift[v] if ep.affine else None)
+                          self.shift[v] if ep.affine else None, self.act[v].__getitem__)
             out.append(x)
         return out
 

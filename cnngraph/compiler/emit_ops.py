@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from ..layers.lowering import channel_reduction
 from .irutil import (
     F32,
     I32,
@@ -24,7 +25,20 @@ from .irutil import (
     splat,
     tap_range,
 )
-from .kernels import Affine, ChannelOp, ConcatCopy, Eltwise, LinearKernel, PadOp, PlainDWConv, PoolOp, Reorder, cblocks
+from .kernels import (
+    Affine,
+    ChannelOp,
+    ConcatCopy,
+    Eltwise,
+    LinearKernel,
+    PadOp,
+    PlainDWConv,
+    PoolOp,
+    Reorder,
+    act_param_count,
+    cblocks,
+)
+from .lower import CompilerBug
 
 NEG_INF = float("-inf")
 
@@ -125,6 +139,7 @@ def emit_plain_dwconv(module, k: PlainDWConv, symbol: str):
     fn, b = new_kernel(module, symbol)
     a = kernel_args(b, fn, k)
     p_in, p_w, p_bias, p_out, p_aff = a["input"], a["weights"], a["bias"], a["output"], a["affine"]
+    p_act = a["act_params"]
     m = VecMath(b)
     ID, IH, IW = k.in_dims
     OD, OH, OW = k.out_dims
@@ -151,6 +166,8 @@ def emit_plain_dwconv(module, k: PlainDWConv, symbol: str):
         if ep.affine:
             scale = b.bcast(b.sload(p_aff, c))
             shift = b.bcast(b.sload(p_aff, b.iadd(c, k.c)))
+        # one channel per item: its per-channel parameters broadcast (vector i holds cblocks(c) * 16 values)
+        act = [b.bcast(b.sload(p_act, b.iadd(c, i * cblocks(k.c) * VL))) for i in range(act_param_count(ep.ops))]
         kd_lo, kd_hi, id0 = tap_range(b, od, SD, PD, DD, KD, ID)
         kh_lo, kh_hi, ih0 = tap_range(b, oh, SH, PH, DH, KH, IH)
         in_row = b.gep(in_c, [b.iadd(b.imul(id0, IW * IH), b.imul(ih0, IW))], source_etype=F32)
@@ -196,7 +213,8 @@ def emit_plain_dwconv(module, k: PlainDWConv, symbol: str):
             x = b.load(acc, typ=VEC)
             if ep.bias:
                 x = b.fadd(x, bias)
-            x = apply_ops(m, ep.ops, x, None, scale if ep.affine else None, shift if ep.affine else None)
+            x = apply_ops(m, ep.ops, x, None, scale if ep.affine else None, shift if ep.affine else None,
+                          act.__getitem__)
             dst = b.fptr(out_row, ow0)
             if static and ow0 + VL > OW:
                 b.masked_store(x, dst, b.lane_mask(i64(OW - ow0)))
@@ -284,6 +302,23 @@ def emit_eltwise(module, k: Eltwise, symbol: str):
     out, ins = a["output"], [a[f"input{i}"] for i in range(k.n_inputs)]
     m = VecMath(b)
 
+    if k.per_block:  # per-channel parameters: one channel block per item, its parameters loaded once
+        cb = cblocks(k.c)
+
+        def block(n, r):
+            act = [b.vload(a["act_params"], b.imul(b.iadd(r, i * cb), VL)) for i in range(act_param_count(k.acts))]
+            base = b.iadd(b.imul(n, k.size), b.imul(r, k.spatial * VL))
+            with b.loop(0, k.spatial, name="s") as s:
+                off = b.iadd(base, b.imul(s, VL))
+                x = b.vload(ins[0], off)
+                for p in ins[1:]:
+                    x = k.merge.combine(m, x, b.vload(p, off))
+                b.vstore(apply_ops(m, k.acts, x, param=act.__getitem__), out, off)
+
+        _items(b, fn, k.items(), block)
+        b.ret_void()
+        return
+
     def body(n, r):
         base = b.iadd(b.imul(n, k.size), b.imul(r, k.CHUNK))
         count = b.imin(i64(k.CHUNK), b.sub(i64(k.size), b.imul(r, k.CHUNK)))
@@ -356,13 +391,14 @@ def emit_linear(module, k: LinearKernel, symbol: str):
             for j in range(nb):
                 b.store(b.fma(b.bcast(b.sload(rows[j], f)), wv, b.load(acc[j][0], typ=VEC)), acc[j][0])
         bv = b.vload(bias, b.imul(o, VL)) if ep.bias else None
+        act = [b.vload(a["act_params"], b.imul(b.iadd(o, i * ob), VL)) for i in range(act_param_count(ep.ops))]
         for j in range(nb):
             y = b.load(acc[j][0], typ=VEC)
             for u in range(1, U):
                 y = b.fadd(y, b.load(acc[j][u], typ=VEC))
             if bv is not None:
                 y = b.fadd(y, bv)
-            y = apply_ops(m, ep.ops, y)
+            y = apply_ops(m, ep.ops, y, param=act.__getitem__)
             b.vstore(y, dst, b.imul(b.iadd(b.imul(b.iadd(n0, j), ob), o), VL))
 
     _, start, end = fn.args
@@ -380,13 +416,17 @@ def emit_linear(module, k: LinearKernel, symbol: str):
 def emit_channel_op(module, k: ChannelOp, symbol: str):
     """The ChannelReduction mechanism at one spatial position: statistics over all channels
     (max or sum, horizontally reduced and broadcast), then per channel block the windowed
-    statistics (masked gathers of the neighbouring channels) and the result. Padding lanes
-    are written as 0 (finite, for consumers reading whole vectors)."""
-    red = k.layer.lower([(k.c,)], {})
+    statistics (masked gathers of the neighbouring channels) and the result, with the block's
+    per-channel parameters; a collapsing reduction writes its one channel instead. Padding
+    lanes are written as 0 (finite, for consumers reading whole vectors)."""
+    red = channel_reduction(k.layer.lower([k.in_shape or (k.c,)], {}))
     fn, b = new_kernel(module, symbol)
     a = kernel_args(b, fn, k)
     src, dst = a["input"], a["output"]
     cb, S = cblocks(k.c), k.spatial
+    names = [name for name, _ in red.params]
+    if k.collapse and any(st.window is not None for st in red.stats):
+        raise CompilerBug(f"{symbol}: a collapsing channel reduction has windowed statistics")
     m = VecMath(b)
     acc = b.vslot()
     v64 = ir.VectorType(I64, VL)
@@ -394,7 +434,7 @@ def emit_channel_op(module, k: ChannelOp, symbol: str):
 
     def body(n, s):
         base = b.fptr(src, b.iadd(b.imul(n, cb * S * VL), b.imul(s, VL)))
-        out = b.fptr(dst, b.iadd(b.imul(n, cb * S * VL), b.imul(s, VL)))
+        out = b.fptr(dst, b.iadd(b.imul(n, (1 if k.collapse else cb) * S * VL), b.imul(s, VL)))
 
         def at(c):  # offset of channel block c (i64) at this position
             return b.imul(c, S * VL)
@@ -420,6 +460,10 @@ def emit_channel_op(module, k: ChannelOp, symbol: str):
                                                                   splat(float("nan")), splat(0.0))))
             stats.append(b.fmul(b.bcast(total), splat(st.scale)) if st.scale != 1.0 else b.bcast(total))
 
+        if k.collapse:  # one output channel: lane 0 of block 0
+            b.vstore(b.select(b.lane_mask(i64(1)), red.result(m, None, stats), splat(0.0)), out)
+            return
+
         with b.loop(0, cb, name="c") as c:
             vals = []
             for st in stats:
@@ -441,7 +485,12 @@ def emit_channel_op(module, k: ChannelOp, symbol: str):
                     x = b.gather(base, offs, ok)
                     w = b.fadd(w, b.select(ok, st.term(m, x, full), splat(0.0)))
                 vals.append(b.fmul(w, splat(st.scale)) if st.scale != 1.0 else w)
-            y = red.result(m, b.vload(base, at(c)), vals)
+            x = b.vload(base, at(c))
+            if names:
+                p = {name: b.vload(a["params"], b.imul(b.iadd(c, i * cb), VL)) for i, name in enumerate(names)}
+                y = red.result(m, x, vals, p)
+            else:
+                y = red.result(m, x, vals)
             b.vstore(b.select(real(c), y, splat(0.0)), out, at(c))
 
     _items(b, fn, k.items(), body)

@@ -250,13 +250,17 @@ def _never_nan(v) -> bool:
     return all(isinstance(c, (int, float)) and c == c for c in vals)
 
 
-def apply_ops(m: "VecMath", ops, x, residual=None, scale=None, shift=None):
+def apply_ops(m: "VecMath", ops, x, residual=None, scale=None, shift=None, param=None):
     """An epilogue's operations on one vector x, in order (see kernels.Epilogue):
-    pointwise layers, the residual operand (a thunk loading it), the per-channel affine."""
+    pointwise layers, the residual operand (a thunk loading it), the per-channel affine.
+    `param(slot)`: the per-channel parameter vector `slot` of x's channel block (Act.params)."""
     from .kernels import Act, Residual
     for op in ops:
         if isinstance(op, Act):
-            x = op.layer.vector(m, x)
+            if op.params:
+                x = op.layer.vector(m, x, {name: param(op.slot + i) for i, name in enumerate(op.params)})
+            else:
+                x = op.layer.vector(m, x)
         elif isinstance(op, Residual):
             x = op.layer.combine(m, x, residual())
         else:

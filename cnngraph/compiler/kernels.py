@@ -75,13 +75,27 @@ class Kernel:
 
 @dataclass(frozen=True)
 class Act:
-    """A pointwise layer: x = layer.vector(m, x)."""
+    """A pointwise layer: x = layer.vector(m, x); with per-channel `params` (their names, in the
+    lowering's order), x = layer.vector(m, x, p), p[name] read from vector `slot + i` of the
+    kernel's `act_params` argument (each vector padded to whole channel blocks)."""
 
     layer: Any
+    params: tuple[str, ...] = ()
+    slot: int = 0
 
     @property
     def label(self) -> str:
         return self.layer.kind
+
+
+def act_param_count(ops) -> int:
+    """Per-channel parameter vectors the pointwise ops read from `act_params`.
+
+    >>> from cnngraph.layers import make
+    >>> act_param_count([Act(make("relu")), Act(make("prelu"), ("weight",), 0)])
+    1
+    """
+    return sum(len(o.params) for o in ops if isinstance(o, Act))
 
 
 @dataclass(frozen=True)
@@ -193,7 +207,8 @@ class ConvKernel(Kernel):
     # the destination's channel blocks and this conv's first block in it are run-time arguments,
     # so the branches of a concat written in place share one kernel
     ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("residual", IN), ("output", OUT),
-            ("affine", WEIGHT), ("batch", BATCH), ("out_blocks", CONST), ("out_offset", CONST))
+            ("affine", WEIGHT), ("batch", BATCH), ("out_blocks", CONST), ("out_offset", CONST),
+            ("act_params", WEIGHT))
 
     def expects(self, consts):
         sp = math.prod(self.in_dims)
@@ -350,7 +365,8 @@ class PoolOp(Kernel):
 @dataclass(frozen=True)
 class Eltwise(Kernel):
     """y = acts(combine(x0, x1, ...)) over `c` channels x `spatial` positions of blocked tensors
-    (whole blocks, padding lanes included). Work items: (n, chunk of CHUNK floats)."""
+    (whole blocks, padding lanes included). Work items: (n, chunk of CHUNK floats); with per-channel
+    parameters (`act_params`), (n, channel block), so each item loads its parameters once."""
 
     n_inputs: int
     c: int
@@ -362,7 +378,12 @@ class Eltwise(Kernel):
 
     @property
     def args(self):
-        return (("output", OUT),) + tuple((f"input{i}", IN) for i in range(self.n_inputs))
+        extra = (("act_params", WEIGHT),) if self.per_block else ()
+        return (("output", OUT),) + tuple((f"input{i}", IN) for i in range(self.n_inputs)) + extra
+
+    @property
+    def per_block(self) -> bool:
+        return act_param_count(self.acts) > 0
 
     @property
     def size(self) -> int:
@@ -378,7 +399,7 @@ class Eltwise(Kernel):
         return {name: e for name, _ in self.args}
 
     def items(self) -> int:
-        return -(-self.size // self.CHUNK)
+        return cblocks(self.c) if self.per_block else -(-self.size // self.CHUNK)
 
 
 @dataclass(frozen=True)
@@ -420,7 +441,8 @@ class LinearKernel(Kernel):
 
     NB = 4
     unit = NB
-    ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("output", OUT), ("batch", BATCH))
+    ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("output", OUT), ("batch", BATCH),
+            ("act_params", WEIGHT))
 
     @property
     def name(self) -> str:
@@ -436,20 +458,24 @@ class LinearKernel(Kernel):
 @dataclass(frozen=True)
 class ChannelOp(Kernel):
     """Per-position statistics across channels, then a per-channel result (the layer's
-    ChannelReduction: softmax, LRN, ...) on a blocked tensor. Work items: (n, spatial position)."""
+    ChannelReduction: softmax, LRN, layer norm, ...) on a blocked tensor; with `collapse`, one
+    output channel (a reduction over the channels). `params`: the per-channel parameter vectors
+    (padded to whole blocks, one after the other). Work items: (n, spatial position)."""
 
     layer: Any
     c: int
     spatial: int
+    collapse: bool = False
+    in_shape: tuple = ()  # the layer's input shape (C, *spatial): the emitter asks the layer for its lowering
 
-    ARGS = (("input", IN), ("output", OUT))
+    ARGS = (("input", IN), ("output", OUT), ("params", WEIGHT))
 
     @property
     def name(self) -> str:
         return self.layer.kind
 
     def expects(self, consts):
-        return {"input": Expect(self.c, self.spatial), "output": Expect(self.c, self.spatial)}
+        return {"input": Expect(self.c, self.spatial), "output": Expect(1 if self.collapse else self.c, self.spatial)}
 
     def items(self) -> int:
         return self.spatial
@@ -522,7 +548,7 @@ class PlainDWConv(Kernel):
     epilogue: Epilogue = field(default_factory=Epilogue)
 
     ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("output", OUT), ("affine", WEIGHT),
-            ("batch", BATCH))
+            ("batch", BATCH), ("act_params", WEIGHT))
 
     @property
     def name(self) -> str:

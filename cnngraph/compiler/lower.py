@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import CnnGraphError
 from ..layers.base import Fusion
 from ..layers.lowering import (
+    Chain,
     ChannelAffine,
     ChannelReduction,
     Concat,
@@ -217,7 +218,7 @@ class _Lowerer:
             handler = {Convolution: self.conv, Dense: self.dense, Identity: self.identity, Flatten: self.flatten,
                        Concat: self.concat, Pointwise: self.eltwise, Merge: self.eltwise,
                        WindowReduce: self.pool, ChannelAffine: self.affine, ChannelReduction: self.channel,
-                       ConstantPad: self.pad}.get(type(low))
+                       ConstantPad: self.pad, Chain: self.chain}.get(type(low))
             if handler is None:
                 raise CompilerBug(f"no kernel for the lowering {type(low).__name__} of layer '{node.name}'")
             handler(g, node, low)
@@ -229,6 +230,7 @@ class _Lowerer:
     def epilogue_of(self, group, is_conv):
         """Walk the absorbed nodes: folds (into weight and bias), epilogue ops, the residual, the pool."""
         folds, ops, residual, pool, affine = [], [], None, None, None
+        slot = 0  # per-channel parameter vectors so far (see act_params)
         for name in group.nodes[1:]:
             node = self.g.node(name)
             low = self.lowering(node)
@@ -239,7 +241,8 @@ class _Lowerer:
                 else:
                     folds.append(low)
             elif isinstance(low, Pointwise):
-                ops.append(Act(low.layer))
+                ops.append(Act(low.layer, tuple(n for n, _ in low.params), slot))
+                slot += len(low.params)
             elif isinstance(low, Merge):
                 other = node.inputs[1] if node.inputs[0] == self.prev(group, name) else node.inputs[0]
                 ops.append(Residual(low.layer))
@@ -252,6 +255,16 @@ class _Lowerer:
 
     def prev(self, group, name):
         return group.nodes[group.nodes.index(name) - 1]
+
+    def act_params(self, nodes, c: int) -> WeightArg | None:
+        """The per-channel parameters of the pointwise layers among `nodes` (c channels each), padded
+        to whole blocks and concatenated in their slots' order (see kernels.Act); None if there are none."""
+        vecs = []
+        for name in nodes:
+            low = self.lowering(self.g.node(name))
+            if isinstance(low, Pointwise):
+                vecs += [pad_channels(np.asarray(v, np.float32), c) for _, v in low.params]
+        return self.weight(np.concatenate(vecs)) if vecs else None
 
     def conv(self, group, node, low: Convolution):
         w = np.asarray(low.weight, np.float32)
@@ -273,7 +286,8 @@ class _Lowerer:
                                win.pad_lo, win.out, epilogue)
             self.tensors[OUTPUT_T] = Tensor(OUTPUT_T, cout, win.out, "plain")
             self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(w.reshape(cout, -1)),
-                      bias=self.weight(b), output=TensorArg(OUTPUT_T), affine=aff(), batch=BatchArg())
+                      bias=self.weight(b), output=TensorArg(OUTPUT_T), affine=aff(), batch=BatchArg(),
+                      act_params=self.act_params(group.nodes[1:], cout))
             self.macs += kern.macs()
             self.values[group.out] = OUTPUT_T
             return
@@ -298,7 +312,8 @@ class _Lowerer:
                   output=TensorArg(out),
                   affine=self.weight(np.concatenate([pad_channels(affine.scale, cout), pad_channels(affine.shift, cout)]))
                   if affine is not None else None, batch=BatchArg(),
-                  out_blocks=ConstArg(self.tensors[out].total_blocks), out_offset=ConstArg(self.tensors[out].cb_off))
+                  out_blocks=ConstArg(self.tensors[out].total_blocks), out_offset=ConstArg(self.tensors[out].cb_off),
+                  act_params=self.act_params(group.nodes[1:], cout))
         self.macs += kern.macs()
         self.values[group.out] = out
 
@@ -329,7 +344,8 @@ class _Lowerer:
         kern = LinearKernel(fin, cout, Epilogue(bias=True, ops=ops), c, S)
         out = self.new_tensor(cout, (1, 1, 1))
         self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(wp),
-                  bias=self.weight(pad_channels(b, cout)), output=TensorArg(out), batch=BatchArg())
+                  bias=self.weight(pad_channels(b, cout)), output=TensorArg(out), batch=BatchArg(),
+                  act_params=self.act_params(group.nodes[1:], cout))
         self.macs += node.macs
         self.values[group.out] = out
 
@@ -373,21 +389,33 @@ class _Lowerer:
     def eltwise(self, group, node, low):
         ins = [self.whole(self.blocked(i), node.name) for i in node.inputs]
         merge = low.layer if isinstance(low, Merge) else None
-        acts = ([] if merge else [Act(low.layer)]) + [Act(self.lowering(self.g.node(n)).layer)
-                                                      for n in group.nodes[1:]]
+        acts, slot = [], 0
+        for n in group.nodes[1 if merge else 0:]:
+            pw = self.lowering(self.g.node(n))
+            acts.append(Act(pw.layer, tuple(name for name, _ in pw.params), slot))
+            slot += len(pw.params)
         c, dims = node.out_shape[0], as3d(node.out_shape[1:])
         out = self.new_tensor(c, dims)
         kern = Eltwise(len(ins), c, math.prod(dims), tuple(acts), merge)
-        self.step(kern, group.nodes, output=TensorArg(out), **{f"input{i}": TensorArg(t) for i, t in enumerate(ins)})
+        extra = {"act_params": self.act_params(group.nodes, c)} if kern.per_block else {}
+        self.step(kern, group.nodes, output=TensorArg(out), **{f"input{i}": TensorArg(t) for i, t in enumerate(ins)},
+                  **extra)
         self.values[group.out] = out
 
     def pool(self, group, node, low: WindowReduce):
         src = self.whole(self.blocked(node.inputs[0]), node.name)
+        self.values[group.out] = self.pool_tensor(group.nodes, src, low, as3d(node.out_shape[1:]))
+
+    def pool_tensor(self, nodes, src: int, low: WindowReduce, dims) -> int:
+        """A pooled copy of tensor `src`, stored with `dims` (the layer's output shape: a reduction that
+        drops size-1 axes keeps the positions' order)."""
         t = self.tensors[src]
         p = Pool.of(low)
-        out = self.new_tensor(t.c, p.out)
-        self.step(PoolOp(t.c, t.dims, p), group.nodes, input=TensorArg(src), output=TensorArg(out))
-        self.values[group.out] = out
+        if math.prod(dims) != math.prod(p.out):
+            raise CompilerBug(f"a window reduction to {p.out} stored as {dims}")
+        out = self.new_tensor(t.c, dims)
+        self.step(PoolOp(t.c, t.dims, p), nodes, input=TensorArg(src), output=TensorArg(out))
+        return out
 
     def affine(self, group, node, low: ChannelAffine):
         src = self.blocked(node.inputs[0])  # may be a view: a channel slice of a larger tensor
@@ -403,10 +431,31 @@ class _Lowerer:
 
     def channel(self, group, node, low: ChannelReduction):
         src = self.whole(self.blocked(node.inputs[0]), node.name)
+        self.values[group.out] = self.channel_tensor(group.nodes, node, src, low)
+
+    def channel_tensor(self, nodes, node, src: int, low: ChannelReduction) -> int:
+        """Layer `node`'s channel reduction of tensor `src` (one channel where it collapses them)."""
         t = self.tensors[src]
-        out = self.new_tensor(t.c, t.dims)
-        self.step(ChannelOp(low.layer, t.c, t.spatial), group.nodes, input=TensorArg(src), output=TensorArg(out))
-        self.values[group.out] = out
+        out = self.new_tensor(1 if low.collapse else t.c, t.dims)
+        vecs = [pad_channels(np.asarray(v, np.float32), t.c) for _, v in low.params]
+        self.step(ChannelOp(low.layer, t.c, t.spatial, low.collapse, tuple(node.in_shapes[0])), nodes,
+                  input=TensorArg(src), output=TensorArg(out),
+                  params=self.weight(np.concatenate(vecs)) if vecs else None)
+        return out
+
+    def chain(self, group, node, low: Chain):
+        """The steps one after the other, each on the previous one's tensor."""
+        src = self.whole(self.blocked(node.inputs[0]), node.name)
+        for i, step in enumerate(low.steps):
+            if isinstance(step, ChannelReduction):
+                src = self.channel_tensor(group.nodes, node, src, step)
+            elif isinstance(step, WindowReduce):
+                last = i == len(low.steps) - 1
+                src = self.pool_tensor(group.nodes, src, step, as3d(node.out_shape[1:]) if last
+                                       else Pool.of(step).out)
+            else:
+                raise CompilerBug(f"no kernel for the step {type(step).__name__} of layer '{node.name}'")
+        self.values[group.out] = src
 
     def pad(self, group, node, low: ConstantPad):
         src = self.whole(self.blocked(node.inputs[0]), node.name)

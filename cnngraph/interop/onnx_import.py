@@ -30,6 +30,7 @@ import math
 import os
 import re
 import stat
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,8 @@ INFRASTRUCTURE = ("Identity", "Cast", "Shape", "Size")
 # elementwise operators a pointwise region may be made of (see _Importer.pointwise_region)
 POINTWISE_OPS = frozenset(("Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf",
                            "Tanh", "Sigmoid", "Relu", "Clip", "Max", "Min", "HardSigmoid", "HardSwish", "Softplus",
-                           "Softsign", "LeakyRelu", "Elu", "Selu", "Celu", "Gelu", "Mish", "Identity"))
+                           "Softsign", "LeakyRelu", "Elu", "Selu", "Celu", "Gelu", "Mish", "Identity", "Where",
+                           "Greater", "Less", "GreaterOrEqual", "LessOrEqual"))
 # where a region's function is compared with the pointwise kinds': a grid, the tails, near zero
 PROBES = np.concatenate([np.linspace(-8, 8, 257), [-100, -30, -12, 12, 30, 100, -1e-3, 1e-3, -1e-6, 1e-6, 0.0],
                          np.random.default_rng(0).standard_normal(64) * 3]).astype(np.float32)  # operators that are no layer (aliases, shape arithmetic)
@@ -174,6 +176,11 @@ class _Importer:
             self.init_names[id(arr)] = t.name
         for t in self.g.sparse_initializer:
             raise InteropError(f"{self.source}: sparse initializer '{t.values.name}' is not supported")
+        # Constant nodes up front: a pointwise region is grown when its first node is reached, and PyTorch
+        # writes each scalar of GELU's erf form as a Constant just before its use, after that first node
+        for n in self.g.node:
+            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and not n.input:
+                self.fold(n)
 
     def input(self):
         data = [i for i in self.g.input if i.name not in self.const]
@@ -355,7 +362,8 @@ class _Importer:
         node = self.pending_node[name]
         return self.fail(node, f"operator '{node.op_type}' is not supported on activations (its output, {step} of "
                          f"'{x}', is {how}; cnngraph reads it only as a step of a multi-node pattern such as an "
-                         f"even-size LRN, x / (k + band(x*x))^beta) (cnngraph imports {supported()})")
+                         f"even-size LRN, x / (k + band(x*x))^beta, or a channels-last layer norm, Transpose -> "
+                         f"LayerNormalization -> Transpose) (cnngraph imports {supported()})")
 
     # ---- pointwise regions: any decomposition of a pointwise layer (x * sigmoid(x), GELU's erf form) ----
     def pointwise_region(self, node) -> bool:
@@ -377,12 +385,19 @@ class _Importer:
                    for i in n.input if i) and len(n.output) == 1:
                 region.append(n)
                 inside.add(n.output[0])
-        if len(region) < 2:
-            return False
+        # the largest region first, then shorter prefixes of it (a decomposition followed by another
+        # elementwise layer, such as softplus's Where followed by a Clip, is one layer and then the other)
+        handled = _handlers()
+        for k in range(len(region), 1, -1):
+            if self.pointwise_prefix(region[:k], root, handled):
+                return True
+        return False
+
+    def pointwise_prefix(self, region, root, handled) -> bool:
+        inside = {root} | {n.output[0] for n in region}
         # a chain of operators that are layers of their own is imported node by node (as written);
         # a region is one layer where it combines its values (x * sigmoid(x)) or uses an operator
         # no layer takes on its own (Erf)
-        handled = _handlers()
         combines = any(sum(i in inside for i in n.input) > 1 for n in region)
         if not combines and all(n.op_type in handled for n in region):
             return False
@@ -409,17 +424,25 @@ class _Importer:
                              [h.make_tensor_value_info(out, self.onnx.TensorProto.FLOAT, None)],
                              [self.onnx.numpy_helper.from_array(np.asarray(self.const[c]), c) for c in consts])
         try:
-            y = np.asarray(ReferenceEvaluator(h.make_model(graph, opset_imports=[h.make_opsetid("", self.opset)]))
-                           .run(None, {root: PROBES})[0], np.float64)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):  # the probes overflow exp on purpose
+                warnings.simplefilter("ignore")
+                y = np.asarray(ReferenceEvaluator(h.make_model(graph, opset_imports=[h.make_opsetid("", self.opset)]))
+                               .run(None, {root: PROBES})[0], np.float64)
         except Exception:  # anything the evaluator cannot run is no pointwise function we know
             return None, None
         if y.shape != PROBES.shape:
             return None, None
+        # the attributes cnngraph's exporter recorded on the region's last node come first: exact values
+        last = next(n for n in region if out in n.output)
+        hinted = {k: self.hint(last, k) for k, cls in REGISTRY.items() if cls.onnx_hint}
         for kind, cls in REGISTRY.items():
             if cls.category is not Fusion.ELEMWISE or not hasattr(cls, "apply"):
                 continue
-            for attrs in [{}] + [a for a, _ in cls.examples]:
-                want = cls.from_attrs(attrs).apply(PROBES.astype(np.float64))
+            for attrs in [a for a in [hinted.get(kind)] if a is not None] + [{}] + [a for a, _ in cls.examples]:
+                try:
+                    want = cls.from_attrs(attrs).apply(PROBES.astype(np.float64))
+                except LayerError:  # a kind with required attributes, or a hint that does not fit it
+                    continue
                 if np.allclose(y, want, rtol=2e-5, atol=2e-6, equal_nan=True):
                     return kind, attrs
         return None, None

@@ -10,24 +10,45 @@ new layer kind is checked by every generic test automatically.
 from __future__ import annotations
 
 from ..errors import LayerError, did_you_mean
-from .activation import Gelu, HardSigmoid, HardSwish, LeakyRelu, Relu, Relu6, Sigmoid, Silu, Tanh
+from .activation import (
+    Clip,
+    Elu,
+    Gelu,
+    HardSigmoid,
+    HardSwish,
+    LeakyRelu,
+    Mish,
+    PRelu,
+    Relu,
+    Relu6,
+    Selu,
+    Sigmoid,
+    Silu,
+    Softplus,
+    Tanh,
+)
 from .add import Add
 from .base import Fusion, Layer
 from .batchnorm import BatchNorm
 from .concat import Concat
 from .conv import Conv
-from .dropout import Dropout
+from .dropout import Dropout, DropPath
 from .flatten import Flatten
+from .layernorm import LayerNorm
+from .layerscale import LayerScale
 from .linear import Linear
 from .lrn import LRN
 from .pad import Pad
 from .pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
-from .softmax import Softmax
+from .reduce import ReduceMax, ReduceMean
+from .softmax import LogSoftmax, Softmax
 
 REGISTRY: dict[str, type[Layer]] = {
     cls.kind: cls
-    for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Relu, Relu6, LeakyRelu, Sigmoid, Tanh,
-                HardSwish, HardSigmoid, Silu, Gelu, Softmax, Flatten, Linear, BatchNorm, LRN, Dropout, Concat, Add, Pad)
+    for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, ReduceMean, ReduceMax, Relu, Relu6, LeakyRelu,
+                Sigmoid, Tanh, HardSwish, HardSigmoid, Silu, Gelu, Mish, Elu, Selu, Softplus, Clip, PRelu, Softmax,
+                LogSoftmax, Flatten, Linear, BatchNorm, LayerNorm, LayerScale, LRN, Dropout, DropPath, Concat, Add,
+                Pad)
 }
 
 

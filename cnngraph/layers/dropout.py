@@ -1,4 +1,4 @@
-"""Dropout: the identity at inference."""
+"""Dropout and drop path (stochastic depth): the identity at inference."""
 
 from __future__ import annotations
 
@@ -49,6 +49,51 @@ class Dropout(Layer):
             raise imp.fail(node, f"expected a ratio in [0, 1], got {ratio}")
         imp.add_layer(node, "dropout", {"p": imp.f32(ratio)}, [x.layer])
         return None
+
+    def lower(self, in_shapes, params):
+        return Identity()
+
+    def reference(self, xs, params):
+        return xs[0]
+
+    def fc_connections(self, in_shapes) -> int:
+        return math.prod(in_shapes[0])
+
+    def to_matrix(self, in_shapes, params, xs=None) -> Lowered:
+        """The identity (inference)."""
+        return fc_identity(math.prod(in_shapes[0]))
+
+
+class DropPath(Layer):
+    """`drop_path: {p: 0.1}`: stochastic depth, the identity at inference (kept in the spec for fidelity).
+
+    In training a residual branch is dropped for a whole sample with probability p and kept ones
+    are scaled by 1 / (1 - p) (torchvision's StochasticDepth in "row" mode, timm's DropPath)."""
+
+    kind = "drop_path"
+    category = Fusion.FREE
+    attrs = (Attr("p", number(0.0, 1.0), 0.0, "probability of dropping the branch during training"),)
+    examples = (({}, [(20, 7)]), ({"p": 0.1}, [(5, 6, 7)]), ({"p": 0.2}, [(3, 2, 3, 4)]), ({}, [(9,)]))
+    onnx_hint = True
+    onnx_patterns = ("onnx_hinted_identity",)
+
+    def to_onnx(self, b, node, ins, weights):
+        """An Identity node (what it is at inference); the importer recognises cnngraph's by its hint."""
+        return b.node("Identity", ins, node.name, node.name)
+
+    @classmethod
+    def onnx_hinted_identity(cls, imp, node) -> bool:
+        """An Identity cnngraph's exporter wrote for a drop_path (other Identity nodes are aliases)."""
+        if node.op_type != "Identity" or not node.input or node.input[0] not in imp.live:
+            return False
+        hint = imp.hint(node, cls.kind)
+        if hint is None or not isinstance(hint.get("p"), (int, float)) or not 0 <= hint["p"] <= 1:
+            return False
+        imp.add_layer(node, cls.kind, {"p": hint["p"]}, [imp.live[node.input[0]].layer])
+        return True
+
+    def torch_fn(self, torch, in_shapes, params):
+        return lambda x: x
 
     def lower(self, in_shapes, params):
         return Identity()

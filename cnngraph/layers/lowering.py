@@ -14,6 +14,11 @@ other precisions). `m` offers, on vectors `x` (Python numbers are splatted):
 
 `min`, `max` and `clamp` propagate NaN (as PyTorch does); so must every hook.
 
+Per-channel parameters (a PReLU's slopes, a layer norm's weight and bias) are data too:
+a lowering lists them by name (`params`), each a vector of one value per channel, and
+the hook receives `p`, the name -> vector of the channel block being computed (the
+emitters load them once per block and pad them with zeros to whole blocks).
+
 >>> from cnngraph.layers import make
 >>> make("relu").lower([(4, 5, 5)], {})
 Pointwise(layer=Relu())
@@ -32,8 +37,9 @@ from ..shapes import Window
 
 @dataclass(frozen=True)
 class Pointwise:
-    """y = layer.vector(m, x), element by element (activations). With `params`, per-channel
-    parameter vectors named there are passed too: layer.vector(m, x, p) with p[name] a vector."""
+    """y = layer.vector(m, x), element by element (activations). With `params` ((name, one value
+    per channel), ...), the hook is layer.vector(m, x, p), p[name] the vector of the channel block
+    x belongs to; in a conv or linear epilogue the channels are the output channels."""
 
     layer: Any
     params: tuple[tuple[str, np.ndarray], ...] = field(default=(), compare=False, hash=False, repr=False)
@@ -100,11 +106,26 @@ class ChannelStat:
 @dataclass(frozen=True)
 class ChannelReduction:
     """Per position, statistics over the channels, then y = result(m, x, stats) per channel
-    (softmax, LRN, later layer norm): one mechanism for every channel normalisation."""
+    (softmax, LRN, layer norm): one mechanism for every channel normalisation.
+
+    `params` ((name, one value per channel), ...): per-channel parameters, passed as a third
+    argument, result(m, x, stats, p), p[name] the vector of the channel block (a layer norm's
+    weight and bias). With `collapse`, the output has one channel: y = result(m, None, stats)
+    per position (a mean or max over the channels)."""
 
     layer: Any
     stats: tuple[ChannelStat, ...] = field(compare=False, hash=False)
     result: Callable = field(compare=False, hash=False)
+    params: tuple[tuple[str, Any], ...] = field(default=(), compare=False, hash=False, repr=False)
+    collapse: bool = False
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Two or more of these lowerings one after the other, each on the previous one's result
+    (a mean over channels and spatial positions: a channel reduction, then a window)."""
+
+    steps: tuple
 
 
 @dataclass(frozen=True)
@@ -130,5 +151,19 @@ class Concat:
     """Concatenation along channels: each input lands in its channel slice."""
 
 
+def channel_reduction(low) -> ChannelReduction | None:
+    """The channel reduction a lowering computes: itself, or the one step of a Chain that is one.
+
+    >>> from cnngraph.layers import make
+    >>> channel_reduction(make("reduce_max", {"axes": [1, 2]}).lower([(4, 5)], {})).collapse
+    True
+    """
+    if isinstance(low, ChannelReduction):
+        return low
+    if isinstance(low, Chain):
+        return next((s for s in low.steps if isinstance(s, ChannelReduction)), None)
+    return None
+
+
 LOWERINGS = (Pointwise, Merge, ChannelAffine, Convolution, WindowReduce, Dense, ChannelReduction, ConstantPad,
-             Identity, Flatten, Concat)
+             Identity, Flatten, Concat, Chain)
