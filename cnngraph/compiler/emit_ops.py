@@ -416,7 +416,8 @@ def emit_linear(module, k: LinearKernel, symbol: str):
 def emit_channel_op(module, k: ChannelOp, symbol: str):
     """The ChannelReduction mechanism at one spatial position: statistics over all channels
     (max or sum, horizontally reduced and broadcast), then per channel block the windowed
-    statistics (masked gathers of the neighbouring channels) and the result, with the block's
+    statistics (lane shuffles of the neighbouring blocks' terms; masked gathers for windows
+    wider than a block) and the result, with the block's
     per-channel parameters; a collapsing reduction writes its one channel instead. Padding
     lanes are written as 0 (finite, for consumers reading whole vectors)."""
     red = channel_reduction(k.layer.lower([k.in_shape or (k.c,)], {}))
@@ -473,17 +474,28 @@ def emit_channel_op(module, k: ChannelOp, symbol: str):
                 before, after = st.window
                 full = [v for v in vals]
                 w = splat(0.0)
-                for d in range(-before, after + 1):
-                    idx = b.add(b.shuffle_vector(
-                        b.insert_element(ir.Constant(v64, ir.Undefined), b.iadd(b.imul(c, VL), d),
-                                         ir.Constant(I32, 0)),
-                        ir.Constant(v64, ir.Undefined), ir.Constant(ir.VectorType(I32, VL), [0] * VL)), lanes64)
-                    ok = b.and_(b.icmp_signed(">=", idx, ir.Constant(v64, [0] * VL)),
-                                b.icmp_signed("<", idx, ir.Constant(v64, [k.c] * VL)))
-                    offs = b.add(b.mul(b.ashr(idx, ir.Constant(v64, [4] * VL)), ir.Constant(v64, [S * VL] * VL)),
-                                 b.and_(idx, ir.Constant(v64, [VL - 1] * VL)))
-                    x = b.gather(base, offs, ok)
-                    w = b.fadd(w, b.select(ok, st.term(m, x, full), splat(0.0)))
+                if max(before, after) <= VL:
+                    # the window's terms from this block and its neighbours, shifted into place with
+                    # two-input lane shuffles (one instruction each); channels past the last are 0
+                    def term_at(blk, ok):
+                        safe = b.select(ok, blk, c)
+                        t = st.term(m, b.vload(base, at(safe)), full)
+                        return b.select(b.and_(real(safe), b.bcast_i1(ok)), t, splat(0.0))
+
+                    prev = term_at(b.sub(c, i64(1)), b.icmp_signed(">", c, i64(0)))
+                    cur = term_at(c, ir.Constant(ir.IntType(1), 1))
+                    nxt = term_at(b.add(c, i64(1)), b.icmp_signed("<", b.add(c, i64(1)), i64(cb)))
+                    for d in range(-before, after + 1):
+                        if d == 0:
+                            w = b.fadd(w, cur)
+                        elif d > 0:
+                            w = b.fadd(w, b.shuffle_vector(cur, nxt, ir.Constant(ir.VectorType(I32, VL),
+                                                                                  [lane + d for lane in range(VL)])))
+                        else:
+                            w = b.fadd(w, b.shuffle_vector(prev, cur, ir.Constant(ir.VectorType(I32, VL),
+                                                                                   [VL + lane + d for lane in range(VL)])))
+                    vals.append(b.fmul(w, splat(st.scale)) if st.scale != 1.0 else w)
+                    continue
                 vals.append(b.fmul(w, splat(st.scale)) if st.scale != 1.0 else w)
             x = b.vload(base, at(c))
             if names:

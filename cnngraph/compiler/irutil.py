@@ -102,6 +102,12 @@ class Builder(ir.IRBuilder):
         v = self.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(I32, 0))
         return self.shuffle_vector(v, ir.Constant(vt, ir.Undefined), ir.Constant(vt, [0] * VL))
 
+    def bcast_i1(self, flag):
+        """<16 x i1>: an i1 value in every lane."""
+        vt = ir.VectorType(ir.IntType(1), VL)
+        v = self.insert_element(ir.Constant(vt, ir.Undefined), flag, ir.Constant(I32, 0))
+        return self.shuffle_vector(v, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(I32, VL), [0] * VL))
+
     def lane_mask(self, valid):
         """<16 x i1>: lane < valid (an i64 value)."""
         lanes = ir.Constant(ir.VectorType(I32, VL), list(range(VL)))
