@@ -171,7 +171,9 @@ def rows(graph: Graph, depth: int | None = None) -> list[Row]:
 def _rf_json(rf):
     if rf is None:
         return {"size": [], "jump": [], "start": []}
-    return {"size": [int(s) for s, _, _ in rf], "jump": [int(j) for _, j, _ in rf],
+    def number(v):  # whole where it is; a transposed conv or an upsample makes fractional jumps
+        return int(v) if float(v).is_integer() else float(v)
+    return {"size": [number(s) for s, _, _ in rf], "jump": [number(j) for _, j, _ in rf],
             "start": [float(st) for _, _, st in rf]}
 
 

@@ -7,6 +7,8 @@ nobody re-derives the formula.
 55
 >>> out_size(112, 3, stride=2, ceil_mode=True)
 56
+>>> transposed_out_size(56, 4, stride=2, pad_lo=1, pad_hi=1)  # a conv_transpose undoes out_size(112, 4, 2, 1, 1)
+112
 """
 
 from __future__ import annotations
@@ -39,6 +41,24 @@ def out_size(n: int, k: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
         return floor
     # the one extra window ceil mode adds, unless it would start in the right padding
     return floor + 1 if floor * stride < n + pad_lo else floor
+
+
+def transposed_out_size(n: int, k: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
+                        dilation: int = 1, output_padding: int = 0) -> int:
+    """Outputs of a transposed window (conv_transpose) along one dim, the formula above run backwards:
+    (n - 1) * s - lo - hi + d*(k-1) + output_padding + 1.
+
+    Every input pixel i scatters its k taps to the uncropped positions i*s + t*d; `output_padding`
+    extends the far end (so the size `out_size` maps back to n can be chosen: for any
+    0 <= output_padding < stride, out_size(transposed_out_size(n, ...), ...) == n), and the
+    padding crops lo and hi positions. Returns a value < 1 when nothing is left; callers report it.
+
+    >>> [transposed_out_size(5, 3, 2, 1, 1, 1, op) for op in (0, 1)]
+    [9, 10]
+    >>> [out_size(transposed_out_size(5, 3, 2, 1, 1, 1, op), 3, 2, 1, 1) for op in (0, 1)]
+    [5, 5]
+    """
+    return (n - 1) * stride - pad_lo - pad_hi + dilation * (k - 1) + output_padding + 1
 
 
 @dataclass(frozen=True)
@@ -85,6 +105,87 @@ class Window:
         one = (1,) * lead
         return Window(one + self.input, one + self.kernel, one + self.stride, one + self.dilation,
                       ((0, 0),) * lead + self.pads, one + self.out)
+
+
+@dataclass(frozen=True)
+class TransposedWindow:
+    """The geometry of a transposed window (conv_transpose), per spatial dim: the input size, kernel,
+    stride, dilation, (lo, hi) cropping, output padding and the output size `transposed_out_size`
+    gives. It is the adjoint of the `Window` with the same kernel, stride, dilation and padding on
+    the output (`matching()`): where that conv's output pixel i reads input pixel o under tap t,
+    this scatters input pixel i to output pixel o under tap t.
+
+    `phases()` decomposes it into stride-1 windows, so it runs as ordinary convolutions.
+
+    >>> w = TransposedWindow.of((4,), (3,), (2,), (1,), ((1, 1),), (1,))
+    >>> w.out, w.matching().out == w.input
+    ((8,), True)
+    """
+
+    input: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    output_padding: tuple[int, ...]
+    out: tuple[int, ...]
+
+    @classmethod
+    def of(cls, spatial, kernel, stride, dilation, pads, output_padding) -> TransposedWindow:
+        out = tuple(transposed_out_size(n, k, s, lo, hi, d, op) for n, k, s, d, (lo, hi), op
+                    in zip(spatial, kernel, stride, dilation, pads, output_padding))
+        return cls(tuple(spatial), tuple(kernel), tuple(stride), tuple(dilation),
+                   tuple((int(lo), int(hi)) for lo, hi in pads), tuple(output_padding), out)
+
+    @property
+    def nd(self) -> int:
+        return len(self.kernel)
+
+    def matching(self) -> Window:
+        """The convolution window this one is the transpose of: on the output, back to the input."""
+        return Window.of(self.out, self.kernel, self.stride, self.dilation, self.pads)
+
+    def phases(self):
+        """The transposed window as stride-1 windows, one per output phase (every combination of
+        one `Phase` per dim). Output pixel o = first + stride * q (q = 0 .. count-1) is the sum over
+        the taps t with t*d = o + lo (mod stride) of input pixel (o + lo - t*d) / stride: for these
+        outputs a stride-1 correlation over the input reading q - pad + m * dilation under tap m,
+        the taps in reverse order (the flipped kernel of the textbook picture).
+
+        >>> [(p.first, p.count, p.taps, p.pad, p.dilation) for p in TransposedWindow.of(
+        ...     (4,), (4,), (2,), (1,), ((1, 1),), (0,)).phases()[0]]
+        [(0, 4, (3, 1), 1, 1), (1, 4, (2, 0), 0, 1)]
+        """
+        return tuple(_phases_1d(n, k, s, d, lo, o)
+                     for n, k, s, d, (lo, _), o in zip(self.input, self.kernel, self.stride, self.dilation,
+                                                        self.pads, self.out))
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One output phase of a transposed window along one dim: outputs first, first + stride, ...
+    (`count` of them) are a stride-1 window over the input with the kernel taps `taps` (in the order
+    the window reads them), input position q - pad + m * dilation for output q and tap index m.
+    `taps` may be empty: those outputs receive no input (bias only)."""
+
+    first: int
+    count: int
+    taps: tuple[int, ...]
+    pad: int
+    dilation: int
+
+
+def _phases_1d(n, k, s, d, lo, out) -> tuple[Phase, ...]:
+    g = math.gcd(s, d)
+    phases = []
+    for first in range(min(s, out)):
+        count = -(-(out - first) // s)
+        rho = (first + lo) % s
+        taps = [t for t in range(k) if (t * d) % s == rho]
+        # input index of output q under tap t: q + (first + lo - t*d) / s, decreasing in t by d/g
+        pad = -((first + lo - taps[-1] * d) // s) if taps else 0
+        phases.append(Phase(first, count, tuple(reversed(taps)), pad, d // g))
+    return tuple(phases)
 
 
 def same_pads(n: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:

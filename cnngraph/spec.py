@@ -14,6 +14,7 @@ every kind, and a kind may be a block defined under `blocks`.
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import operator
 import os
@@ -30,6 +31,8 @@ from .layers.base import MAX_ELEMENTS, MAX_SIZE
 
 INPUT = "input"
 RESERVED = ("name", "from", "when", "repeat")
+SPLIT = "split"  # `split: {name: s, parts: 2}` writes slices s.0, s.1 (a construct of the spec, not a kind)
+SPLIT_KEYS = ("parts", "sizes")
 TOP_KEYS = ("name", "description", "input", "output", "preprocess", "blocks", "layers")
 BLOCK_KEYS = ("description", "args", "layers", "output")
 REPEAT_KEYS = ("count", "index")
@@ -453,9 +456,12 @@ class _Scope:
 
     def resolve(self, ref: str) -> str:
         scope = self
+        head, _, tail = ref.rpartition(".")
         while scope is not None:
             if ref in scope.locals:
                 return scope.full(ref)
+            if head in scope.locals and tail.isdigit():  # one part of a local split (or repeat): s.0
+                return f"{scope.full(head)}.{tail}"
             scope = scope.parent
         return ref
 
@@ -495,6 +501,7 @@ class _Expander:
         self.out: list[_Raw] = []
         self.names: dict[str, Pos] = {INPUT: None}
         self.alias: dict[str, tuple[str, Pos]] = {}  # skipped layer -> its input
+        self.parts: dict[str, tuple[str, ...]] = {}  # a split -> the names of its slices
         self.stack: list[str] = []  # blocks being expanded, to name a recursion
         self.groups: list[tuple[str, str]] = []  # enclosing block instances and repeats: (name, label)
         self.work = 0  # attribute values substituted so far
@@ -563,9 +570,9 @@ class _Expander:
         if name is not None and not isinstance(name, (str, int)):
             raise self.err(f"expected a string name, got {_what(name)}", vpos["name"], op=kind,
                            hint="quote names that look like numbers: name: \"0.1\"")
-        if kind not in REGISTRY and kind not in self.blocks:
+        if kind not in REGISTRY and kind not in self.blocks and kind != SPLIT:
             raise self.err(f"unknown layer kind '{kind}'", kpos, layer=name,
-                           hint=did_you_mean(kind, list(REGISTRY) + list(self.blocks)))
+                           hint=did_you_mean(kind, list(REGISTRY) + list(self.blocks) + [SPLIT]))
         if name is not None and str(name) == INPUT:
             raise self.err("expected a layer name other than 'input', got 'input'", vpos["name"],
                            layer=scope.full(INPUT), op=kind,
@@ -646,6 +653,8 @@ class _Expander:
     def one(self, kind, a, vpos, kpos, full, refs, scope, depth) -> str:
         if kind in self.blocks:
             return self.use_block(kind, a, vpos, kpos, full, refs, scope, depth)
+        if kind == SPLIT:
+            return self.split_entry(a, vpos, kpos, full, refs)
         self.define(full, kpos, kind)
         try:
             layer = make(kind, a)
@@ -665,7 +674,49 @@ class _Expander:
         if layer.n_inputs is None and len(refs) < 2:
             raise self.err(f"expected 2 or more inputs in 'from', got {len(refs)}", vpos.get("from", kpos),
                            layer=full, op=kind, hint=f"write '{kind}: {{from: [a, b]}}'")
+        if layer.n_inputs not in (None, 1) and len(refs) != layer.n_inputs:
+            raise self.err(f"expected {layer.n_inputs} inputs in 'from', got {len(refs)}", vpos.get("from", kpos),
+                           layer=full, op=kind, hint=f"write '{kind}: {{from: [a, b]}}'")
         self.out.append(_Raw(full, kind, layer, refs, kpos, vpos, tuple(self.groups)))
+        return full
+
+    def split_entry(self, a, vpos, kpos, full, refs) -> str:
+        """`split: {parts: n}` or `split: {sizes: [a, b, ...]}`: one slice layer per part, named
+        <name>.0, <name>.1, ...; the split's own name is no value (reading it asks which part)."""
+        for k in a:
+            if k not in SPLIT_KEYS:
+                raise self.err(f"unknown attribute '{k}' (expected {', '.join(SPLIT_KEYS)})", vpos.key_pos.get(k, kpos),
+                               layer=full, op=SPLIT, hint=did_you_mean(k, SPLIT_KEYS))
+        if ("parts" in a) == ("sizes" in a):
+            raise self.err("expected either 'parts' (equal parts) or 'sizes' (channels per part)", kpos, layer=full,
+                           op=SPLIT, hint="e.g. 'split: {parts: 2}' or 'split: {sizes: [16, 48]}'")
+        if len(refs) != 1:
+            raise self.err(f"expected 1 input, got {len(refs)}", vpos.get("from", kpos), layer=full, op=SPLIT)
+        if "parts" in a:
+            n = a["parts"]
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REPEAT:
+                raise self.err(f"attribute 'parts': expected an integer from 1 to {MAX_REPEAT}, got {_what(n)}",
+                               vpos["parts"], layer=full, op=SPLIT)
+            parts = [{"part": i, "parts": n} for i in range(n)]
+        else:
+            sizes = a["sizes"]
+            if not isinstance(sizes, list) or not sizes or not 1 <= len(sizes) <= MAX_REPEAT or any(
+                    isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
+                shown = clip(str(sizes), 80) if isinstance(sizes, list) else _what(sizes)
+                raise self.err(f"attribute 'sizes': expected a list of positive channel counts, got {shown}",
+                               vpos["sizes"], layer=full, op=SPLIT)
+            starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+            parts = [{"start": lo, "end": hi} for lo, hi in itertools.pairwise(starts)]
+        self.define(full, kpos, SPLIT)
+        names = []
+        self.groups.append((full, f"{SPLIT} x{len(parts)}"))
+        for i, attrs in enumerate(parts):
+            name = f"{full}.{i}"
+            self.define(name, kpos, "slice")
+            self.out.append(_Raw(name, "slice", make("slice", attrs), refs, kpos, vpos, tuple(self.groups)))
+            names.append(name)
+        self.groups.pop()
+        self.parts[full] = tuple(names)
         return full
 
     def use_block(self, kind, a, vpos, kpos, full, refs, scope, depth) -> str:
@@ -756,6 +807,10 @@ class _Expander:
         if ref not in self.names:
             raise self.err(f"unknown layer '{ref}' in '{key}'", pos, layer=who, op=op,
                            hint=did_you_mean(ref, [n for n in self.names if n not in self.alias]))
+        if ref in self.parts:
+            parts = self.parts[ref]
+            raise self.err(f"'{ref}' is a split into {len(parts)} parts, not one value: read one of "
+                           f"{', '.join(parts)}", pos, layer=who, op=op, hint=f"write '{key}: {parts[0]}'")
         return ref
 
 
@@ -807,7 +862,7 @@ def _blocks(doc, file) -> dict:
             raise SpecError(f"expected block names like 'basic' or 'conv_bn', got {clip(repr(bname), 80)}",
                             pos=blocks.key_pos[bname], hint="letters, digits, '_', '.' and '-', not starting "
                                                             "with a digit")
-        if bname in REGISTRY:
+        if bname in REGISTRY or bname == SPLIT:
             raise SpecError(f"block name '{bname}' shadows the built-in layer kind", pos=blocks.key_pos[bname],
                             hint="rename the block")
         if not isinstance(body, YMap) or "layers" not in body:

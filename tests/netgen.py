@@ -27,7 +27,12 @@ POINTWISE = tuple(sorted(k for k, c in REGISTRY.items() if c.category is Fusion.
 # every kind the generator can write; a test checks this covers the registry
 KINDS = ("conv", "maxpool", "avgpool", "global_avgpool", "global_maxpool", "reduce_mean", "reduce_max", *POINTWISE,
          "softmax", "log_softmax", "lrn", "batchnorm", "layer_norm", "layer_scale", "dropout", "drop_path", "pad",
-         "flatten", "linear", "add", "concat")
+         "flatten", "linear", "add", "concat", "mul", "sub", "div", "slice", "shuffle", "conv_transpose", "upsample")
+
+
+def _broadcasts(a, b) -> bool:
+    """Do shapes a and b broadcast against each other (same rank; each dim equal or 1 in one of them)?"""
+    return len(a) == len(b) and all(x == y or x == 1 or y == 1 for x, y in zip(a, b))
 
 
 def _padding(draw, nd, k):
@@ -59,12 +64,13 @@ def _layer(draw, kind, shapes, recent):
     flat = [n for n in recent if len(shapes[n]) == 1]
     anyv = list(recent)
     pick = lambda names: draw(st.sampled_from(names))  # noqa: E731
-    if kind in ("conv", "maxpool", "avgpool", "global_avgpool", "global_maxpool", "pad", "lrn"):
+    if kind in ("conv", "maxpool", "avgpool", "global_avgpool", "global_maxpool", "pad", "lrn", "conv_transpose",
+                "upsample"):
         if not spatial:
             return None
         x = pick(spatial)
         c, nd = shapes[x][0], len(shapes[x]) - 1
-        if kind == "conv":
+        if kind in ("conv", "conv_transpose"):
             groups = draw(st.sampled_from([1, 1, 1, "depthwise", "g"]))
             if groups == "g":
                 divs = [g for g in range(2, c + 1) if c % g == 0]
@@ -74,6 +80,11 @@ def _layer(draw, kind, shapes, recent):
             k = _per_dim(draw, nd, 1, 3)
             attrs = {"out": out, "kernel": k, "stride": _per_dim(draw, nd, 1, 3), "dilation": _per_dim(draw, nd, 1, 2),
                      "padding": _padding(draw, nd, _dims(k, nd)), "groups": groups, "bias": draw(st.booleans())}
+            if kind == "conv_transpose":  # the same geometry scattered: output_padding below stride or dilation
+                s, d = _dims(attrs["stride"], nd), _dims(attrs["dilation"], nd)
+                attrs["output_padding"] = [draw(st.integers(0, max(a, b) - 1)) for a, b in zip(s, d)]
+                if attrs["padding"] == "same" and draw(st.booleans()):
+                    attrs["padding"] = "valid"
             return attrs, [x]
         if kind in ("maxpool", "avgpool"):
             k = _per_dim(draw, nd, 1, 3)
@@ -84,6 +95,23 @@ def _layer(draw, kind, shapes, recent):
                 attrs["dilation"] = _per_dim(draw, nd, 1, 2)
             else:
                 attrs["count_include_pad"] = draw(st.booleans())
+            return attrs, [x]
+        if kind == "upsample":
+            mode = draw(st.sampled_from(["nearest", "linear"]))
+            attrs = {"mode": mode}
+            if draw(st.booleans()):
+                attrs["scale"] = draw(st.sampled_from([2, 3, 1.5, 0.5, [1, 2, 2][-nd:], [2, 0.75, 1][:nd]]))
+            else:
+                attrs["size"] = [draw(st.integers(1, 9)) for _ in range(nd)]
+            if mode == "linear":
+                if draw(st.booleans()):
+                    attrs["align_corners"] = True
+                else:
+                    attrs["coordinates"] = draw(st.sampled_from(["half_pixel", "pytorch_half_pixel", "asymmetric"]))
+            elif draw(st.booleans()):
+                attrs["coordinates"] = draw(st.sampled_from(["half_pixel", "pytorch_half_pixel", "asymmetric",
+                                                             "align_corners"]))
+                attrs["nearest"] = draw(st.sampled_from(["floor", "ceil", "round_prefer_floor", "round_prefer_ceil"]))
             return attrs, [x]
         if kind == "pad":
             pads = _padding(draw, nd, [1] * nd)
@@ -107,14 +135,33 @@ def _layer(draw, kind, shapes, recent):
         axes = [a - rank if draw(st.booleans()) else a for a in axes]  # negative from the end, sometimes
         keep = 1 in [a % rank for a in axes] or draw(st.booleans())
         return {"axes": axes if len(axes) > 1 or draw(st.booleans()) else axes[0], "keepdims": keep}, [x]
-    if kind in ("add", "concat"):
+    if kind in ("add", "concat", "mul", "sub", "div"):
         x = pick(anyv)
-        if kind == "add":
-            same = [n for n in anyv if shapes[n] == shapes[x]]
-        else:
+        if kind == "concat":
             same = [n for n in anyv if len(shapes[n]) == len(shapes[x]) and shapes[n][1:] == shapes[x][1:]]
-        ins = [x] + [pick(same) for _ in range(draw(st.integers(1, 2)))]  # the same value may come twice
+        else:  # the same shape, or one that broadcasts (a global pool's (C, 1, 1), one channel, ...)
+            same = [n for n in anyv if _broadcasts(shapes[n], shapes[x])]
+            if kind == "add" and len(same) > 1 and draw(st.booleans()):  # a chain: its operands broadcast together
+                same = [n for n in same if shapes[n] == shapes[x]]
+        more = draw(st.integers(1, 2)) if kind in ("add", "concat") else 1
+        ins = [x] + [pick(same) for _ in range(more)]  # the same value may come twice
+        if kind in ("mul", "sub", "div") and draw(st.booleans()):
+            ins.reverse()  # the smaller operand first, too
         return {"from": ins}, ins
+    if kind == "slice":
+        x = pick(anyv)
+        c = shapes[x][0]
+        if draw(st.booleans()):
+            parts = draw(st.sampled_from([p for p in range(1, c + 1) if c % p == 0]))
+            return {"part": draw(st.integers(0, parts - 1)), "parts": parts}, [x]
+        start = draw(st.integers(-c, c - 1))
+        lo = start + c if start < 0 else start
+        end = draw(st.sampled_from([None, draw(st.integers(lo + 1, c)), draw(st.integers(lo + 1 - c, 0)) or None]))
+        return {"start": start, "end": end}, [x]
+    if kind == "shuffle":
+        x = pick(anyv)
+        c = shapes[x][0]
+        return {"groups": draw(st.sampled_from([g for g in range(1, c + 1) if c % g == 0]))}, [x]
     attrs = {}
     if kind in POINTWISE:
         attrs = dict(draw(st.sampled_from([a for a, _ in REGISTRY[kind].examples] or [{}])))
@@ -132,7 +179,7 @@ def _layer(draw, kind, shapes, recent):
 
 
 # how often each kind is drawn: convs and pools carry most of the geometry worth testing
-WEIGHTS = {"conv": 6, "maxpool": 2, "avgpool": 2, "add": 2, "concat": 2}
+WEIGHTS = {"conv": 6, "maxpool": 2, "avgpool": 2, "add": 2, "concat": 2, "mul": 2, "slice": 2, "conv_transpose": 2}
 
 
 def _weighted(kinds):
@@ -159,7 +206,7 @@ def nets(draw, max_layers: int = 8, kinds=KINDS):
         attrs, ins = made
         name = f"l{i}"
         attrs = {"name": name, **attrs}
-        if kind not in ("add", "concat") and ins[0] != names[-1]:
+        if kind not in ("add", "concat", "mul", "sub", "div") and ins[0] != names[-1]:
             attrs["from"] = ins[0]
         text = yaml.safe_dump({"input": input_shape, "layers": [*layers, {kind: attrs}]}, sort_keys=False)
         try:

@@ -31,7 +31,8 @@ from cnngraph.interop import InteropError, import_onnx
 OPS = ("conv", "maxpool", "averagepool", "globalaveragepool", "globalmaxpool", "relu", "leakyrelu", "sigmoid",
        "tanh", "softmax", "gemm", "matmul", "flatten", "reshape", "concat", "add", "sum", "batchnorm", "lrn",
        "dropout", "constant_pad", "identity", "elu", "selu", "softplus", "prelu", "clip", "logsoftmax", "mish",
-       "reduce_mean", "reduce_max", "layer_normalization")
+       "reduce_mean", "reduce_max", "layer_normalization", "convtranspose", "mul", "sub", "div", "slice", "split",
+       "resize", "upsample")
 TORCH_MODULES = ("AvgPool", "BatchNorm", "ConstantPad", "Conv", "LeakyReLU", "Linear", "MaxPool", "ReLU",
                  "ReflectionPad", "ReplicationPad", "Sigmoid", "Softmax", "Tanh", "ZeroPad", "softmax", "ELU", "SELU",
                  "PReLU", "Softplus", "LogSoftmax", "log_softmax")
@@ -41,7 +42,7 @@ INCLUDE = (rf"^test_({'|'.join(OPS)})(_.*)?_cpu$|^test_({'|'.join(TORCH_MODULES)
            rf"^test_operator_({'|'.join(TORCH_OPERATORS)})(_.*)?_cpu$")
 # Decomposed ('_expanded') variants test other operators (Exp, ReduceSum, Where...); the *Integer ops,
 # ConvTranspose and optional/sequence Identity are other operators.
-NOT_THESE_OPS = r"_expanded|convinteger|convtranspose|matmulinteger|identity_opt|identity_sequence"
+NOT_THESE_OPS = r"_expanded|convinteger|matmulinteger|identity_opt|identity_sequence"
 
 # reason -> (why it is excluded, what the importer's refusal must say)
 TWO = ("a second data input: cnngraph networks have one input, so the others become weights, and no layer "
@@ -61,7 +62,6 @@ TRAIN = ("training mode", r"training_mode")
 MASK = ("uses Dropout's mask output", r"output '.*' is used")
 DTYPE = ("non-float32 data (double, int)", r"expected a float32 tensor")
 UNSQUEEZE = ("1-D pooling exported as Unsqueeze + 2-D pool + Squeeze", r"operator 'Unsqueeze' is not supported")
-CONVT = ("ConvTranspose is not a cnngraph layer", r"operator 'ConvTranspose' is not supported")
 PAD_MODE = ("reflect/edge padding: cnngraph pads with a constant", r"cnngraph pads with a constant only")
 GEMM_C_LIVE = ("Gemm whose bias C is an activation (addmm chain)", r"expected C \(bias\) .* to be a constant")
 ELEMWISE = ("adds a (2, 2) constant to the input, then Mul/Neg of activations", r"adds a constant")
@@ -73,6 +73,19 @@ REDUCE_ALL = ("reduces over every axis, the batch included", r"reduces over ever
 REDUCE_CHANNELS = ("drops a reduced channel axis (keepdims=0)", r"would drop the channel axis")
 DYNAMIC = ("a data dim of unknown size", r"expected a fixed size")
 SELU_CONSTANTS = ("Selu with other constants than PyTorch's", r"Selu with alpha=2, gamma=3 is not selu")
+CONST = ("a second data input becomes a constant that is not one value per channel",
+         r"(multiplies by|subtracts|divides by) a constant of shape")
+CUBIC = ("cubic resampling", r"mode 'cubic': cnngraph resamples with 'nearest' or 'linear' only")
+ANTIALIAS = ("anti-aliased resampling", r"antialias=1")
+COORDS = ("coordinate mappings PyTorch does not write", r"coordinate_transformation_mode '(half_pixel_symmetric|"
+                                                         r"tf_crop_and_resize)'")
+ASPECT = ("keep_aspect_ratio_policy", r"keep_aspect_ratio_policy other than 'stretch'")
+ALIGN = ("align_corners with a fractional output length (ONNX's mapping then differs from PyTorch's)",
+         r"align_corners with scales .* fractional lengths")
+SLICE_AXIS = ("slicing other axes than the channels, or with steps", r"cnngraph slices channels")
+EMPTY = ("an empty slice", r"keeps no channel")
+OUTPUTS = ("several graph outputs", r"expected one graph output")
+SEQUENCE = ("sequence outputs", r"operator 'SplitToSequence' is not supported")
 
 EXCLUDED = {
     **{n: TWO for n in ("test_add", "test_add_bcast", "test_operator_concat2")},
@@ -112,7 +125,6 @@ EXCLUDED = {
         "test_operator_add_size1_right_broadcast", "test_operator_add_size1_singleton_broadcast",
         "test_operator_addconstant", "test_operator_non_float_params")},
     **{n: UNSQUEEZE for n in ("test_AvgPool1d", "test_AvgPool1d_stride")},
-    **{n: CONVT for n in ("test_ConvTranspose2d", "test_ConvTranspose2d_no_bias")},
     **{n: PAD_MODE for n in ("test_ReflectionPad2d", "test_ReplicationPad2d", "test_operator_pad")},
     "test_operator_addmm": GEMM_C_LIVE,
     "test_operator_params": ELEMWISE,
@@ -135,6 +147,36 @@ EXCLUDED = {
     **{f"test_reduce_{op}_do_not_keepdims_{c}": REDUCE_CHANNELS for op in ("max", "mean") for c in ("example", "random")},
     "test_reduce_max_empty_set": DYNAMIC,
     "test_selu": SELU_CONSTANTS,
+    **{f"test_{op}{s}": CONST for op in ("mul", "sub", "div") for s in ("", "_bcast")},
+    **{f"test_{op}_example": RANK1 for op in ("mul", "sub", "div")},
+    **{f"test_{op}_{t}": DTYPE for op in ("mul", "sub", "div")
+       for t in ("int8", "int16", "uint8", "uint16", "uint32", "uint64")},
+    "test_div_int32_trunc": DTYPE,
+    **{f"test_resize_{c}": CUBIC for c in (
+        "downsample_scales_cubic_A_n0p5_exclude_outside", "downsample_scales_cubic_align_corners",
+        "downsample_scales_cubic_antialias", "downsample_scales_cubic", "downsample_sizes_cubic_antialias",
+        "downsample_sizes_cubic", "upsample_scales_cubic_A_n0p5_exclude_outside", "upsample_scales_cubic_align_corners",
+        "upsample_scales_cubic_asymmetric", "upsample_scales_cubic", "upsample_sizes_cubic")},
+    **{f"test_resize_downsample_{c}_linear_antialias": ANTIALIAS for c in ("scales", "sizes")},
+    **{f"test_resize_{c}": COORDS for c in (
+        "downsample_scales_linear_half_pixel_symmetric", "upsample_scales_linear_half_pixel_symmetric",
+        "tf_crop_and_resize_axes_2_3", "tf_crop_and_resize_axes_3_2", "tf_crop_and_resize",
+        "tf_crop_and_resize_extrapolation_value")},
+    **{f"test_resize_{d}_sizes_nearest_{n}": ASPECT for d in ("downsample", "upsample")
+       for n in ("not_larger", "not_smaller")},
+    "test_resize_downsample_scales_linear_align_corners": ALIGN,
+    **{f"test_slice{s}": SLICE_AXIS for s in ("", "_default_axes", "_default_steps", "_neg_steps",
+                                               "_negative_axes")},
+    "test_slice_start_out_of_bounds": EMPTY,
+    **{f"test_split_{c}": RANK1 for c in (
+        "1d_uneven_split_opset18", "equal_parts_1d_opset13", "equal_parts_1d_opset18",
+        "equal_parts_default_axis_opset13", "equal_parts_default_axis_opset18", "variable_parts_1d_opset13",
+        "variable_parts_1d_opset18", "variable_parts_default_axis_opset13", "variable_parts_default_axis_opset18",
+        "zero_size_splits_opset13", "zero_size_splits_opset18")},
+    **{f"test_split_{c}": OUTPUTS for c in (
+        "2d_uneven_split_opset18", "equal_parts_2d", "equal_parts_2d_opset13", "variable_parts_2d_opset13",
+        "variable_parts_2d_opset18")},
+    **{f"test_split_to_sequence_{c}": SEQUENCE for c in ("1", "2", "nokeepdims")},
 }
 
 

@@ -288,12 +288,17 @@ def _refused(nodes, inits, match, in_shape=("N", 3, 4, 4), **kw):
 
 
 def test_unsupported_operator_names_node_and_op():
-    _refused([helper.make_node("Relu", ["x"], ["r"], name="act"), helper.make_node("Mul", ["r", "r"], ["y"],
-                                                                                   name="square")], {},
-             r"node 'square' \(Mul\): Mul of two activations: no cnngraph layer does that "
-             r"\(cnngraph imports Add, AveragePool, .*Conv, .*Tanh, and constant subgraphs\)$")
-    _refused([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up")], {"w": _rand(3, 2, 2, 2)},
-             r"node 'up' \(ConvTranspose\): operator 'ConvTranspose' is not supported")
+    _refused([helper.make_node("Relu", ["x"], ["r"], name="act"), helper.make_node("Mod", ["r", "r"], ["y"],
+                                                                                   name="rem")], {},
+             r"node 'rem' \(Mod\): operator 'Mod' is not supported on activations "
+             r"\(cnngraph imports Add, AveragePool, .*Conv, .*Tanh, .*and constant subgraphs\)$")
+    _refused([helper.make_node("LpPool", ["x"], ["y"], name="lp", kernel_shape=[2, 2])], {},
+             r"node 'lp' \(LpPool\): operator 'LpPool' is not supported")
+    # activations whose shapes do not broadcast: refused naming the node, the op and the shapes
+    _refused([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), helper.make_node("Mul", ["x", "c"], ["y"],
+                                                                                           name="gate")],
+             {"w": _rand(2, 3, 1, 1)}, r"node 'gate' \(Mul\): as cnngraph 'mul': expected inputs whose shapes "
+                                       r"broadcast .*got \(3, 4, 4\), \(2, 4, 4\)")
 
 
 def test_gemm_trans_a_and_even_lrn_and_reflect_pad_are_refused():
@@ -312,12 +317,14 @@ def test_non_channel_constant_add_and_batch_dependent_constants_are_refused():
              r"depends on the batch size")
 
 
-def test_a_broken_lrn_pattern_is_refused():
+def test_a_square_that_is_no_lrn_window_is_a_mul():
     c = 4
     nodes = [helper.make_node("Mul", ["x", "x"], ["sq"]), helper.make_node("Relu", ["sq"], ["y"], name="r")]
-    _refused(nodes, {}, r"node 'sq' \(Mul\): Mul of two activations: no cnngraph layer does that")
+    assert [ls.kind for ls in _same_as_ort(_model(nodes, ["N", 3, 4, 4], "y")).spec.layers] == ["mul", "relu"]
+    # a conv of x * x whose weights are no LRN window: the square is a mul, the conv a conv
     nodes = [helper.make_node("Mul", ["x", "x"], ["sq"]), helper.make_node("Conv", ["sq", "w", "k"], ["y"])]
-    _refused(nodes, {"w": _rand(c, 3, 1, 1), "k": np.ones(c, np.float32)}, r"not an LRN window")
+    imp = _same_as_ort(_model(nodes, ["N", 3, 4, 4], "y", {"w": _rand(c, 3, 1, 1), "k": np.ones(c, np.float32)}))
+    assert [ls.kind for ls in imp.spec.layers] == ["mul", "conv"]
 
 
 def test_graph_level_refusals():
@@ -410,12 +417,12 @@ def test_cli_import_writes_spec_and_weights(lenet_onnx, tmp_path, capsys):
 
 
 def test_cli_import_and_compile_errors(tmp_path, capsys, lenet_onnx):
-    m = _model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["r", "r"], ["y"], name="sq")],
+    m = _model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mod", ["r", "r"], ["y"], name="rem")],
                ["N", 3, 4, 4], "y")
     onnx.save(m, str(tmp_path / "bad.onnx"))
     assert cli(["import", str(tmp_path / "bad.onnx"), "-o", str(tmp_path / "bad.yaml")]) == 1
     err = capsys.readouterr().err
-    assert re.match(r"error: .*bad\.onnx: node 'sq' \(Mul\): Mul of two activations: no cnngraph layer", err)
+    assert re.match(r"error: .*bad\.onnx: node 'rem' \(Mod\): operator 'Mod' is not supported", err)
     assert "Traceback" not in err and not (tmp_path / "bad.yaml").exists()
     path, _, _ = lenet_onnx
     assert cli(["compile", str(path)]) == 0

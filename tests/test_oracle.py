@@ -209,19 +209,23 @@ def test_every_kind_matches_torch(kind):
     _torch()
     attrs = {"conv": {"out": 4, "kernel": 3, "padding": 1}, "maxpool": {"kernel": 2},
              "avgpool": {"kernel": 3, "stride": 2, "padding": 1}, "linear": {"out": 5},
-             "lrn": {"size": 3, "k": 2.0}, "pad": {"padding": 1, "value": 0.5}, "leaky_relu": {"alpha": 0.2}}
+             "lrn": {"size": 3, "k": 2.0}, "pad": {"padding": 1, "value": 0.5}, "leaky_relu": {"alpha": 0.2},
+             "conv_transpose": {"out": 4, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1},
+             "shuffle": {"groups": 3}, "upsample": {"scale": 2, "mode": "linear"}}
     for in_shape in ([(3, 7)], [(3, 6, 7)], [(3, 4, 5, 6)], [(12,)]):
         layer = make(kind, attrs.get(kind, {}))
-        spatial_only = kind in ("conv", "maxpool", "avgpool", "pad", "global_avgpool", "global_maxpool")
+        spatial_only = kind in ("conv", "maxpool", "avgpool", "pad", "global_avgpool", "global_maxpool",
+                                "conv_transpose", "upsample")
         if (kind == "linear") != (len(in_shape[0]) == 1) or (spatial_only and len(in_shape[0]) == 1):
             continue
         n_in = 1 if layer.n_inputs == 1 else 2
         x = np.random.default_rng(5).standard_normal((2, *in_shape[0]))
         params = _params(layer, in_shape[0])
         y = layer.reference([x] * n_in, params)
-        if kind in ("add", "concat"):
+        if n_in > 1:  # the same input twice, through the kind's own torch_fn
             t = _torch()
-            want = (t.from_numpy(x) * 2 if kind == "add" else t.cat([t.from_numpy(x)] * 2, 1)).numpy()
+            from cnngraph.interop.torch_exec import layer_fn
+            want = layer_fn(layer, [in_shape[0]] * n_in, {})(*[t.from_numpy(x)] * n_in).numpy()
         else:
             want = torch_forward(kind, layer, x, params, in_shape[0]).numpy()
         np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-12, err_msg=f"{kind} {in_shape}")

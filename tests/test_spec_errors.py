@@ -134,8 +134,8 @@ CASES = [
      r"'conv1' outputs shape \(6, 8, 8\)")),
     ("add-channels", ("input: [3, 8, 8]\nlayers:\n  - conv: {name: a, out: 8, kernel: 3, padding: 1}\n"
                      "  - conv: {name: b, from: input, out: 16, kernel: 3, padding: 1}\n  - add: {from: [a, b]}\n"),
-     (r"5:5: layer 'add1' \(add\): expected inputs of equal shape, got \(8, 8, 8\), \(16, 8, 8\) — "
-     r"the shortcut needs a 1x1 projection")),
+     (r"5:5: layer 'add1' \(add\): expected inputs whose shapes broadcast \(equal sizes, or 1\), got \(8, 8, 8\), "
+     r"\(16, 8, 8\): the channels differ \(8 vs 16\) — the shortcut needs a 1x1 projection")),
     ("concat-spatial", ("input: [3, 8, 8]\nlayers:\n  - conv: {name: a, out: 8, kernel: 3}\n"
                        "  - conv: {name: b, from: input, out: 8, kernel: 5}\n  - concat: {from: [a, b]}\n"),
      (r"5:5: layer 'concat1' \(concat\): expected inputs that differ only in channels, got shapes \(8, 6, 6\), "

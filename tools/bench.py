@@ -48,6 +48,60 @@ MICRO = {  # short cases: one fused kernel each
           "input: [128, 28, 28]\nlayers: [{conv: {out: 128, kernel: 3, padding: 1, groups: 16}}, {relu: {}}]"),
     "x": ("grouped conv3x3 256->256 g=32 @28 +relu (ResNeXt)",
           "input: [256, 28, 28]\nlayers: [{conv: {out: 256, kernel: 3, padding: 1, groups: 32}}, {relu: {}}]"),
+    # issue 10: a squeeze-and-excitation block, transposed convolutions, resampling, channel shuffles
+    "se": ("MBConv 40->240->40 @28 SE+SiLU (EffNet)", """
+input: [40, 28, 28]
+layers:
+  - conv: {name: expand, out: 240, kernel: 1, bias: false}
+  - batchnorm
+  - silu
+  - conv: {kernel: 5, padding: 2, groups: depthwise, bias: false}
+  - batchnorm
+  - silu: {name: h}
+  - global_avgpool
+  - conv: {out: 10, kernel: 1}
+  - silu
+  - conv: {out: 240, kernel: 1}
+  - sigmoid: {name: gate}
+  - mul: {from: [gate, h]}
+  - conv: {out: 40, kernel: 1, bias: false}
+  - batchnorm: {name: bn}
+  - add: {from: [bn, input]}
+"""),
+    "ct": ("conv_transpose 4x4 s2 64->32 @28 +relu",
+           "input: [64, 28, 28]\nlayers: [{conv_transpose: {out: 32, kernel: 4, stride: 2, padding: 1}}, relu]"),
+    "cu": ("conv_transpose 2x2 s2 128->64 @28 (U-Net)",
+           "input: [128, 28, 28]\nlayers: [{conv_transpose: {out: 64, kernel: 2, stride: 2}}]"),
+    "up": ("FCN head: 1x1 64->21 @28, bilinear 8x out",
+           "input: [64, 28, 28]\nlayers: [{conv: {out: 21, kernel: 1}}, {upsample: {scale: 8, mode: linear}}]"),
+    "u2": ("bilinear 2x 64ch @56", "input: [64, 56, 56]\nlayers: [{upsample: {scale: 2, mode: linear}}]"),
+    "un": ("FPN top-down: nearest 2x + lateral 1x1 @28", """
+input: [128, 28, 28]
+layers:
+  - conv: {name: coarse, out: 128, kernel: 1, stride: 2}
+  - upsample: {name: up, scale: 2}
+  - conv: {name: lateral, from: input, out: 128, kernel: 1}
+  - add: {from: [lateral, up]}
+"""),
+    "sh": ("ShuffleNetV2 units 116ch @28 x3", """
+input: [116, 28, 28]
+blocks:
+  unit:
+    layers:
+      - split: {name: s, parts: 2}
+      - conv: {from: s.1, out: 58, kernel: 1, bias: false}
+      - batchnorm
+      - relu
+      - conv: {kernel: 3, padding: 1, groups: depthwise, bias: false}
+      - batchnorm
+      - conv: {out: 58, kernel: 1, bias: false}
+      - batchnorm
+      - relu: {name: b}
+      - concat: {from: [s.0, b]}
+      - shuffle: {groups: 2}
+layers:
+  - unit: {repeat: 3}
+"""),
 }
 NETS = ("lenet5", "resnet18", "resnet50", "vgg16", "googlenet", "alexnet", "mobilenet_v2", "densenet121",
         "resnext50_32x4d")

@@ -29,7 +29,7 @@ DOC = ROOT / "docs" / "spec.md"
 BEGIN = "<!-- BEGIN GENERATED: layer reference (tools/gen_spec_doc.py) -->"
 END = "<!-- END GENERATED -->"
 # values for required attributes, only to ask a layer which inputs it accepts
-PROBE = {"kernel": 1, "out": 1, "padding": 0}
+PROBE = {"kernel": 1, "out": 1, "padding": 0, "groups": 1}
 # meanings for attributes whose declaration has no doc string (the common window/affine ones)
 MEANING = {
     "stride": "step between windows, an int or one per spatial dim",
@@ -115,7 +115,7 @@ def section(kind: str) -> str:
     doc = inspect.cleandoc(cls.__doc__ or "")
     summary, _, rest = doc.partition("\n")
     shapes, ops = accepted(kind)
-    n_in = "1" if cls.n_inputs == 1 else "2 or more (`from: [a, b, ...]`)"
+    n_in = {1: "1", None: "2 or more (`from: [a, b, ...]`)"}.get(cls.n_inputs, f"{cls.n_inputs} (`from: [a, b]`)")
     lines = [f"### `{kind}`", "", summary, ""]
     if rest.strip():
         lines += [" ".join(rest.split()), ""]

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import debug, report
 from . import jit
-from .lower import CompilerBug
+from .plan import CompilerBug
 from .plan import Plan, build_plan
 from .runner import NET_RUN, emit_kernel, emit_runner
 from .runtime import CompiledNet, CompileError, check_threads, format_bytes, memory_limit

@@ -56,7 +56,11 @@ class ConvEmitter:
             self.S_icb = plane * VL
             self.in_sample = -(-k.cin // VL) * self.S_icb
         self.OG = k.ob // self.V
-        self.q_plane = self.QD * self.QH * self.QW * VL
+        # where the outputs go: every out_step-th pixel of an out_full tensor from out_first (a transposed
+        # conv's phase), else the pooled output itself
+        self.step_d, self.step_h, self.step_w = k.out_step
+        self.FD, self.FH, self.FW = k.out_full or k.pooled
+        self.q_plane = self.FD * self.FH * self.FW * VL
         self.o_plane = self.OD * self.OH * self.OW * VL
         self.res_sample = k.ob * self.o_plane
         if k.depthwise:
@@ -85,12 +89,18 @@ class ConvEmitter:
         self.p_in, self.p_w, self.p_bias, self.p_res, self.p_out, self.p_aff = (
             a["input"], a["weights"], a["bias"], a["residual"], a["output"], a["affine"])
         self.p_act = a["act_params"]
+        self.p_sw = a["sample_weights"]
         self.acc = [[b.vslot() for _ in range(V)] for _ in range(k.schedule.budget)]
         self.pool_acc = [b.vslot() for _ in range(V)]
         if k.pool and k.pool.kind == "avg":
             self.div = [self._table(f"{self.symbol}.div{d}", t)
                         for d, t in enumerate(k.pool.divisors())]
         batch = b.ptrtoint(a["batch"], I64)
+        if not k.in_plain:  # run time: the input may be a channel slice of a larger tensor
+            self.in_sample = b.mul(b.ptrtoint(a["in_blocks"], I64), i64(self.S_icb))
+            self.in_first = b.mul(b.ptrtoint(a["in_offset"], I64), i64(self.S_icb))
+        else:
+            self.in_first = i64(0)
         self.out_offset = b.ptrtoint(a["out_offset"], I64)  # run time: where the slice starts, its root's blocks
         self.out_sample = b.mul(b.ptrtoint(a["out_blocks"], I64), i64(self.q_plane))
         rows = self.QD * self.QH
@@ -122,8 +132,12 @@ class ConvEmitter:
             icb0 = b.imul(b.sdiv(b.imul(og, V), i64(k.ob_per_group)), self.ICB)
         else:
             icb0 = i64(0)
-        self.in_n = b.fptr(self.p_in, b.iadd(b.imul(n, self.in_sample), b.imul(icb0, self.S_icb)))
-        self.w = b.fptr(self.p_w, b.imul(og, self.w_og))
+        self.in_n = b.fptr(self.p_in, b.iadd(b.iadd(b.imul(n, self.in_sample), self.in_first),
+                                             b.imul(icb0, self.S_icb)))
+        if k.gated:  # this sample's gated copy of the packed weights
+            self.w = b.fptr(self.p_sw, b.iadd(b.imul(n, k.packed_floats), b.imul(og, self.w_og)))
+        else:
+            self.w = b.fptr(self.p_w, b.imul(og, self.w_og))
         ob0 = b.imul(og, V)
         self.bias = [b.vload(self.p_bias, b.imul(b.iadd(ob0, v), VL)) for v in range(V)] if k.epilogue.bias else None
         # per-channel parameters of the pointwise ops: vector i of block j at (i * ob + j) * 16
@@ -142,7 +156,9 @@ class ConvEmitter:
             self.lanes = ir.Constant(ir.VectorType(I64, VL), [lane * plane for lane in range(VL)])
             self.real = [b.lane_mask(b.sub(i64(k.cout), b.imul(b.iadd(ob0, v), VL))) for v in range(V)]
         else:
-            row = b.imul(b.iadd(b.imul(qd, self.QH), qh), self.QW * VL)
+            fd, fh, fw = k.out_first
+            row = b.iadd(b.imul(b.iadd(b.imul(b.iadd(b.imul(qd, self.step_d), fd), self.FH),
+                                       b.iadd(b.imul(qh, self.step_h), fh)), self.FW * VL), fw * VL)
             chan = b.imul(b.iadd(ob0, self.out_offset), self.q_plane)
             self.out_row = b.fptr(self.p_out, b.iadd(b.imul(n, self.out_sample), b.iadd(chan, row)))
         if self.rmw:
@@ -240,7 +256,7 @@ class ConvEmitter:
             if self.k.out_plain:
                 b.scatter(pooled[v], b.fptr(self.out_row, b.iadd(qw, v * self.q_plane)), self.lanes, self.real[v])
                 continue
-            off = b.iadd(b.imul(qw, VL), v * self.q_plane)
+            off = b.iadd(b.imul(qw, self.step_w * VL), v * self.q_plane)
             x = pooled[v]
             if self.rmw:
                 x = self._combine(b.vload(self.out_row, off), x)

@@ -38,7 +38,7 @@ from .kernels import (
     act_param_count,
     cblocks,
 )
-from .lower import CompilerBug
+from .plan import CompilerBug
 
 NEG_INF = float("-inf")
 
@@ -547,8 +547,9 @@ def emit_concat_copy(module, k: ConcatCopy, symbol: str):
     a = kernel_args(b, fn, k)
     src, dst = a["input"], a["output"]
     offset, zero_tail = b.ptrtoint(a["offset"], I64), b.ptrtoint(a["zero_tail"], I64)
+    in_blocks, in_offset = b.ptrtoint(a["in_blocks"], I64), b.ptrtoint(a["in_offset"], I64)
     S = k.spatial
-    cbi, cbo = cblocks(k.c), cblocks(k.total)
+    cbo = cblocks(k.total)
 
     def body(n, c):
         def lane_off(ch, nblocks):
@@ -556,7 +557,7 @@ def emit_concat_copy(module, k: ConcatCopy, symbol: str):
 
         with b.if_else(b.icmp_signed("<", c, i64(k.c))) as (then, other):
             with then:
-                si, so = lane_off(c, cbi), lane_off(b.iadd(c, offset), cbo)
+                si, so = lane_off(b.iadd(c, b.imul(in_offset, VL)), in_blocks), lane_off(b.iadd(c, offset), cbo)
                 with b.loop(0, S, name="s") as s:
                     b.store(b.sload(src, b.iadd(si, b.imul(s, VL))), b.fptr(dst, b.iadd(so, b.imul(s, VL))), align=4)
             with other, b.if_then(b.icmp_signed("!=", zero_tail, i64(0))):

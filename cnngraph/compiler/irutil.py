@@ -268,7 +268,7 @@ def apply_ops(m: "VecMath", ops, x, residual=None, scale=None, shift=None, param
             else:
                 x = op.layer.vector(m, x)
         elif isinstance(op, Residual):
-            x = op.layer.combine(m, x, residual())
+            x = op.layer.combine(m, residual(), x) if op.swapped else op.layer.combine(m, x, residual())
         else:
             x = m.fma(x, scale, shift)
     return x

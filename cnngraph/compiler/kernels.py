@@ -100,9 +100,11 @@ def act_param_count(ops) -> int:
 
 @dataclass(frozen=True)
 class Residual:
-    """x = layer.combine(m, x, r) with r read from the residual tensor at the same position."""
+    """x = layer.combine(m, x, r) with r read from the residual tensor at the same position
+    (`swapped`: combine(m, r, x), the accumulator being the second operand of a non-commutative merge)."""
 
     layer: Any
+    swapped: bool = False
 
     @property
     def label(self) -> str:
@@ -203,22 +205,39 @@ class ConvKernel(Kernel):
     pool: Pool | None = None
     out_plain: bool = False  # write the user's (N, C, *spatial) output directly (no pool allowed)
     schedule: ConvSchedule | None = None
+    # one phase of a transposed convolution: output pixel q goes to out_first + out_step * q of a tensor of
+    # out_full pixels (no pool, residual or plain output then)
+    out_step: Dims = (1, 1, 1)
+    out_first: Dims = (0, 0, 0)
+    out_full: Dims | None = None
+    # the kind of a gate scaling the input channels per sample: the weights are read per sample from
+    # `sample_weights` (written by a GateWeights step), not from `weights`
+    gated: str = ""
 
     # the destination's channel blocks and this conv's first block in it are run-time arguments,
     # so the branches of a concat written in place share one kernel
+    # so is the input's (a channel slice of a larger tensor is read where it is)
     ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("residual", IN), ("output", OUT),
             ("affine", WEIGHT), ("batch", BATCH), ("out_blocks", CONST), ("out_offset", CONST),
-            ("act_params", WEIGHT))
+            ("act_params", WEIGHT), ("in_blocks", CONST), ("in_offset", CONST), ("sample_weights", IN))
 
     def expects(self, consts):
         sp = math.prod(self.in_dims)
-        out = {"input": Expect(self.cin, sp, "plain" if self.in_plain else "blocked"),
-               "output": (Expect(self.cout, math.prod(self.pooled), "plain") if self.out_plain else
-                          Expect(self.cout, math.prod(self.pooled), "blocked", consts["out_blocks"],
-                                 consts["out_offset"]))}
+        out_sp = math.prod(self.out_full or self.pooled)
+        out = {"input": (Expect(self.cin, sp, "plain") if self.in_plain else
+                         Expect(self.cin, sp, "blocked", consts["in_blocks"], consts["in_offset"])),
+               "output": (Expect(self.cout, out_sp, "plain") if self.out_plain else
+                          Expect(self.cout, out_sp, "blocked", consts["out_blocks"], consts["out_offset"]))}
         if self.epilogue.residual:
             out["residual"] = Expect(self.cout, math.prod(self.out_dims), "blocked", self.ob)
+        if self.gated:
+            out["sample_weights"] = Expect(self.packed_floats, 1, "plain")
         return out
+
+    @property
+    def packed_floats(self) -> int:
+        """Floats of the packed weights (groups == 1; see pack.pack_conv): the same for every schedule."""
+        return self.ob * VL * self.icb_per_group * self.ic_inner * math.prod(self.kernel)
 
     # ---- derived geometry ----
     @property
@@ -269,7 +288,10 @@ class ConvKernel(Kernel):
         ...            Epilogue(ops=(Act(make("relu")),)), p).name
         'fused_conv2d_relu_maxpool2d'
         """
-        parts = ["fused", f"{'dwconv' if self.depthwise else 'conv'}{self.nd}d", *self.epilogue.name_parts()]
+        conv = f"{'dwconv' if self.depthwise else 'conv'}{self.nd}d"
+        if self.out_full is not None:
+            conv = f"conv_transpose{self.nd}d"
+        parts = ["fused", *([self.gated] if self.gated else []), conv, *self.epilogue.name_parts()]
         if self.pool:
             parts.append(f"{self.pool.kind}pool{self.nd}d")
         return "_".join(parts)
@@ -515,15 +537,17 @@ class ConcatCopy(Kernel):
     spatial: int
 
     # where the copy lands and whether it clears the padding lanes are run-time arguments: the
-    # copies into one concat share one kernel
-    ARGS = (("input", IN), ("output", OUT), ("offset", CONST), ("zero_tail", CONST))
+    # copies into one concat share one kernel; so is where the input is (a channel slice of a larger tensor)
+    ARGS = (("input", IN), ("output", OUT), ("offset", CONST), ("zero_tail", CONST), ("in_blocks", CONST),
+            ("in_offset", CONST))
 
     @property
     def name(self) -> str:
         return "concat"
 
     def expects(self, consts):
-        return {"input": Expect(self.c, self.spatial), "output": Expect(self.total, self.spatial)}
+        return {"input": Expect(self.c, self.spatial, "blocked", consts["in_blocks"], consts["in_offset"]),
+                "output": Expect(self.total, self.spatial)}
 
     def items(self) -> int:
         return self.c + 1  # the last item clears the padding lanes where zero_tail asks

@@ -28,6 +28,7 @@ from ..layers.lowering import (
     Chain,
     ChannelAffine,
     ChannelReduction,
+    ChannelSelect,
     Concat,
     ConstantPad,
     Convolution,
@@ -36,6 +37,8 @@ from ..layers.lowering import (
     Identity,
     Merge,
     Pointwise,
+    Resample,
+    TransposedConvolution,
     WindowReduce,
 )
 from ..spec import INPUT
@@ -58,22 +61,20 @@ from .kernels import (
     ScaleShift,
     cblocks,
 )
+from .lower_more import MoreLowerings, Values
 from .pack import as3d, pack_conv, pad_channels
-from .plan import INPUT_T, OUTPUT_T, BatchArg, ConstArg, PendingWeight, Plan, Step, Tensor, TensorArg, WeightArg
+from .plan import INPUT_T, CompilerBug, OUTPUT_T, BatchArg, ConstArg, PendingWeight, Plan, Step, Tensor, TensorArg, WeightArg
 
 
-class CompilerBug(CnnGraphError):
-    """A plan the compiler should never have produced (please report it)."""
-
-
-class _Lowerer:
+class _Lowerer(MoreLowerings):
     def __init__(self, plan: Plan):
         self.plan = plan
         self.g = plan.graph
         self.w = plan.raw_weights
         shape = self.g.input_shape
         self.tensors: dict[int, Tensor] = {INPUT_T: Tensor(INPUT_T, shape[0], as3d(shape[1:]), "plain")}
-        self.values: dict[str, int] = {INPUT: INPUT_T}
+        self.values: dict[str, int] = Values(self, {INPUT: INPUT_T})  # reading a lazy selection realizes it
+        self.virtual: dict[str, tuple] = {}  # lazy channel selections (lower_more.py)
         self.next_id = OUTPUT_T
         self.steps: list[Step] = []
         self.weights: list[PendingWeight] = []
@@ -81,12 +82,13 @@ class _Lowerer:
         self.names: dict = {}  # kernel descriptor -> display name
         self.name_count: dict = {}
         self.blocked_input: int | None = None
-        self.group_of = {n: g for g in plan.groups for n in g.nodes}
+        self.group_of = {n: g for g in plan.groups for n in g.all_nodes}
         self.readers: dict[str, list] = {}
         for g in plan.groups:
-            for n in g.nodes:
+            for n in g.all_nodes:
                 for i in self.g.node(n).inputs:
                     self.readers.setdefault(i, []).append(n)
+        self.virtual_names = self.plan_virtual()
         self.inplace = self.inplace_concats()
         self.storage: dict[str, tuple[int, int]] = {}  # concat -> (root tensor, block offset)
 
@@ -145,9 +147,12 @@ class _Lowerer:
         return self.blocked_input
 
     def whole(self, tid, who) -> int:
+        """The tensor itself, or a copy of a channel view (a slice) for kernels that read whole tensors."""
         t = self.tensors[tid]
         if t.root is not None:
-            raise CompilerBug(f"{who} reads a view of tensor {t.root}")
+            if t.flat_of:
+                raise CompilerBug(f"{who} reads a view of tensor {t.root}")
+            return self.materialize(tid)  # lower_more.py
         return tid
 
     # ---- storage decisions ----
@@ -164,7 +169,8 @@ class _Lowerer:
         out = {}
         for g in self.plan.groups:
             node = self.g.node(g.nodes[0])
-            if node.layer.category is not Fusion.CONCAT:
+            if node.layer.category is not Fusion.CONCAT or node.name in self.virtual_names \
+                    or any(i in self.virtual_names for i in node.inputs):  # lazy selections: gathered
                 continue
             offs = np.cumsum([0] + [s[0] for s in node.in_shapes])[:-1]
             for v, off in zip(node.inputs, offs):
@@ -218,13 +224,14 @@ class _Lowerer:
             handler = {Convolution: self.conv, Dense: self.dense, Identity: self.identity, Flatten: self.flatten,
                        Concat: self.concat, Pointwise: self.eltwise, Merge: self.eltwise,
                        WindowReduce: self.pool, ChannelAffine: self.affine, ChannelReduction: self.channel,
-                       ConstantPad: self.pad, Chain: self.chain}.get(type(low))
+                       ConstantPad: self.pad, Chain: self.chain, ChannelSelect: self.select,
+                       TransposedConvolution: self.conv_transpose, Resample: self.resample}.get(type(low))
             if handler is None:
                 raise CompilerBug(f"no kernel for the lowering {type(low).__name__} of layer '{node.name}'")
             handler(g, node, low)
         self.finish()
         return replace(self.plan, tensors=MappingProxyType(dict(self.tensors)),
-                       values=MappingProxyType(dict(self.values)), steps=tuple(self.steps),
+                       values=MappingProxyType({k: v for k, v in self.values.items()}), steps=tuple(self.steps),
                        weights=tuple(self.weights), macs=self.macs)
 
     def epilogue_of(self, group, is_conv):
@@ -244,8 +251,9 @@ class _Lowerer:
                 ops.append(Act(low.layer, tuple(n for n, _ in low.params), slot))
                 slot += len(low.params)
             elif isinstance(low, Merge):
-                other = node.inputs[1] if node.inputs[0] == self.prev(group, name) else node.inputs[0]
-                ops.append(Residual(low.layer))
+                mine = node.inputs[0] == self.prev(group, name)
+                other = node.inputs[1] if mine else node.inputs[0]
+                ops.append(Residual(low.layer, swapped=not mine and not low.commutative))
                 residual = other
             elif isinstance(low, WindowReduce):
                 pool = Pool.of(low)
@@ -276,11 +284,13 @@ class _Lowerer:
         epilogue = Epilogue(bias=low.bias is not None or bool(folds), ops=ops)
         win = low.window.as3d()
         cin, cout, groups = low.cin, low.cout, low.groups
-        src = self.values[node.inputs[0]]
+        gate = self.gate_of(group)  # lower_more.py: a squeeze-and-excitation gate scaling the input channels
+        x_name = gate.source if gate else node.inputs[0]
+        src = self.values[x_name]
         aff = (lambda: self.weight(np.concatenate([affine.scale, affine.shift]).astype(np.float32))) \
             if affine is not None else (lambda: None)
         if (src == INPUT_T and groups > 1 and groups == cin == cout and pool is None and residual is None
-                and group.out == self.g.output):
+                and group.out == self.g.output and not gate):
             # depthwise from the user's input to the user's output: both plain, no layout passes
             kern = PlainDWConv(low.window.nd, cin, self.tensors[src].dims, win.kernel, win.stride, win.dilation,
                                win.pad_lo, win.out, epilogue)
@@ -293,7 +303,9 @@ class _Lowerer:
             return
         plain = self.tensors[src].layout == "plain" and cin <= VL and groups == 1
         if not plain:
-            src = self.whole(self.blocked(node.inputs[0]), node.name)
+            src = self.blocked(x_name)
+            if self.tensors[src].flat_of:  # a channel slice (a view) is read in place; a flat relabelling is not
+                src = self.whole(src, node.name)
         in_dims, out_dims = self.tensors[src].dims, win.out
         conv_in, conv_out = in_dims, out_dims
         if (not plain and pool is None and win.kernel == (1, 1, 1) and win.stride == (1, 1, 1)
@@ -307,13 +319,18 @@ class _Lowerer:
             res = self.whole(self.values[residual], node.name)
         kern = ConvKernel(low.window.nd, cin, conv_in, plain, cout, groups, win.kernel, win.stride, win.dilation,
                           win.pad_lo, conv_out, epilogue, pool)
-        self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(w, pack_conv),
+        weights, gated = self.weight(w, pack_conv), None
+        if gate:  # the gate scales this sample's copy of the packed weights, a step before the conv
+            kern, gated = self.gated_weights(kern, gate, w)
+            weights = None
+        self.step(kern, group.all_nodes, input=TensorArg(src), weights=weights, sample_weights=gated,
                   bias=self.weight(pad_channels(b, cout)), residual=TensorArg(res) if res is not None else None,
                   output=TensorArg(out),
                   affine=self.weight(np.concatenate([pad_channels(affine.scale, cout), pad_channels(affine.shift, cout)]))
                   if affine is not None else None, batch=BatchArg(),
                   out_blocks=ConstArg(self.tensors[out].total_blocks), out_offset=ConstArg(self.tensors[out].cb_off),
-                  act_params=self.act_params(group.nodes[1:], cout))
+                  act_params=self.act_params(group.nodes[1:], cout),
+                  in_blocks=ConstArg(self.tensors[src].total_blocks), in_offset=ConstArg(self.tensors[src].cb_off))
         self.macs += kern.macs()
         self.values[group.out] = out
 
@@ -373,6 +390,8 @@ class _Lowerer:
         self.values[node.name] = out
 
     def concat(self, group, node, low):
+        if self.concat_virtual(group, node):  # lower_more.py: lazy channel selections
+            return
         total = node.out_shape[0]
         dims = as3d(node.out_shape[1:])
         self.concat_tensor(node.name)
@@ -380,13 +399,18 @@ class _Lowerer:
         offs = np.cumsum([0] + [s[0] for s in node.in_shapes])[:-1]
         copies = [(i, int(o)) for i, o in zip(node.inputs, offs) if self.inplace.get(i, (None,))[0] != node.name]
         for j, (i, o) in enumerate(copies):
-            src = self.whole(self.blocked(i), node.name)
+            src = self.blocked(i)
+            if self.tensors[src].flat_of:  # channel slices (views) are copied from where they are
+                src = self.whole(src, node.name)
             # into the root at this concat's place in it (a nested concat has whole blocks: no tail to clear)
             kern = ConcatCopy(self.tensors[src].c, self.tensors[root].c, math.prod(dims))
-            self.step(kern, [node.name], input=TensorArg(src), output=TensorArg(root),
-                      offset=ConstArg(base * VL + o), zero_tail=ConstArg(int(j == len(copies) - 1 and total % VL != 0)))
+            self.step(kern, [node.name], input=TensorArg(src), output=TensorArg(root), offset=ConstArg(base * VL + o),
+                      zero_tail=ConstArg(int(j == len(copies) - 1 and total % VL != 0)),
+                      in_blocks=ConstArg(self.tensors[src].total_blocks), in_offset=ConstArg(self.tensors[src].cb_off))
 
     def eltwise(self, group, node, low):
+        if isinstance(low, Merge) and (len(set(node.in_shapes)) > 1 or not low.finite):
+            return self.broadcast(group, node, low)  # lower_more.py
         ins = [self.whole(self.blocked(i), node.name) for i in node.inputs]
         merge = low.layer if isinstance(low, Merge) else None
         acts, slot = [], 0
@@ -486,13 +510,17 @@ class _Lowerer:
         if t.layout == "plain":  # the input itself
             tid = self.blocked(self.g.output)
             t = self.tensors[tid]
+        if t.root is not None:  # a channel view (a slice): made whole, then written out
+            tid = self.whole(tid, "the output")
+            t = self.tensors[tid]
         writers = [i for i, s in enumerate(self.steps) if tid in s.tensors("out")]
         readers = [i for i, s in enumerate(self.steps) if tid in s.tensors("in")]
         sole = t.root is None and len(writers) == 1 and not readers and tid != self.blocked_input
         last = self.steps[-1] if self.steps else None
-        if sole and writers[0] == len(self.steps) - 1 and isinstance(last.kernel, ConvKernel) \
-                and last.kernel.pool is None:
-            # the last conv scatters straight into the user's array: no layout pass over the output
+        if sole and writers[0] == len(self.steps) - 1 and ((isinstance(last.kernel, ConvKernel)
+                                                            and last.kernel.pool is None)
+                                                           or getattr(last.kernel, "writes_plain", False)):
+            # the last conv (or resample) writes straight into the user's array: no layout pass over the output
             kern = replace(last.kernel, out_plain=True)
             self.forget_name(last.kernel)
             self.steps[-1] = replace(last, kernel=kern, name=self.display_name(kern),

@@ -28,10 +28,15 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ..errors import CnnGraphError
 from .kernels import VL, cblocks
 from .target import Target
 
 INPUT_T, OUTPUT_T = 0, 1  # ids of the user's input and output arrays
+
+
+class CompilerBug(CnnGraphError):
+    """A plan the compiler should never have produced (please report it)."""
 
 
 @dataclass(frozen=True)
@@ -126,11 +131,18 @@ class PendingWeight:
 @dataclass(frozen=True)
 class Group:
     """A fusion group: the graph nodes one step computes (or none, for layers that cost
-    nothing), the node whose value it produces, and why the chain stopped."""
+    nothing), the node whose value it produces, and why the chain stopped. `prologue`: nodes
+    computed on the first node's input inside the same step (a squeeze-and-excitation gate
+    folded into the weights of the conv that reads the gated tensor)."""
 
     nodes: tuple
     out: str
     stop: str = ""
+    prologue: tuple = ()
+
+    @property
+    def all_nodes(self) -> tuple:
+        return (*self.prologue, *self.nodes)
 
 
 @dataclass(frozen=True)
@@ -242,5 +254,5 @@ def build_plan(graph, weights, target: Target | None = None) -> Plan:
     return plan
 
 
-__all__ = ["INPUT_T", "OUTPUT_T", "BatchArg", "ConstArg", "Group", "PendingWeight", "Plan", "Step", "Tensor", "TensorArg",
+__all__ = ["INPUT_T", "OUTPUT_T", "BatchArg", "CompilerBug", "ConstArg", "Group", "PendingWeight", "Plan", "Step", "Tensor", "TensorArg",
            "WeightArg", "aligned", "aligned_empty", "build_plan", "replace"]

@@ -17,8 +17,11 @@ from __future__ import annotations
 from llvmlite import ir
 
 from .abi import ARG, CONTEXT, STEP, ArgKind
+from .emit_broadcast import EMITTERS as BROADCAST_EMITTERS
+from .emit_channels import EMITTERS as CHANNEL_EMITTERS
 from .emit_conv import emit_conv
 from .emit_ops import EMITTERS
+from .emit_resample import EMITTERS as RESAMPLE_EMITTERS
 from .irutil import I64, KERNEL_TYPE, PTR, VOID, Builder, i64
 from .kernels import ConvKernel
 
@@ -155,7 +158,7 @@ def emit_kernel(kernel, symbol: str) -> str:
     if isinstance(kernel, ConvKernel):
         emit_conv(module, kernel, symbol)
     else:
-        EMITTERS[type(kernel)](module, kernel, symbol)
+        {**EMITTERS, **BROADCAST_EMITTERS, **CHANNEL_EMITTERS, **RESAMPLE_EMITTERS}[type(kernel)](module, kernel, symbol)
     return str(module)
 
 

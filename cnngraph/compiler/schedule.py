@@ -54,5 +54,8 @@ def schedule(plan: Plan) -> Plan:
     for s in plan.steps:
         if isinstance(s.kernel, ConvKernel):
             s = replace(s, kernel=replace(s.kernel, schedule=conv_schedule(s.kernel, budget)))
+        elif hasattr(s.kernel, "conv") and isinstance(s.kernel.conv, ConvKernel):  # a step packing for a conv
+            conv = s.kernel.conv
+            s = replace(s, kernel=replace(s.kernel, conv=replace(conv, schedule=conv_schedule(conv, budget))))
         steps.append(s)
     return replace(plan, steps=tuple(steps))

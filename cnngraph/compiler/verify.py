@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import BATCH, CONST, IN, OUT, VL, WEIGHT, ConcatCopy, cblocks
-from .lower import CompilerBug
+from .plan import CompilerBug
 from .memory import ALIGN, lifetimes, step_accesses
 from .plan import INPUT_T, OUTPUT_T, BatchArg, ConstArg, Plan, TensorArg, WeightArg
 

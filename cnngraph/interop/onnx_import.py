@@ -44,6 +44,7 @@ from .onnx_export import HINT
 from .specwriter import Entry, to_yaml
 
 BATCH = 7919  # placeholder for the batch size in folded shapes: a prime no real dim equals
+BATCH2 = 7907  # a second one: a constant folded from shapes depends on the batch where the two folds differ
 MAX_CONST = 1 << 28  # elements a folded constant may have
 MAX_MODEL_BYTES = 2 << 30  # protobuf's own limit for one message
 IDENTITY_EPS = 1e-30  # a batchnorm with mean 0, var 1 and this eps is exactly x * weight + bias
@@ -150,6 +151,7 @@ class _Importer:
             raise InteropError(f"{source}: the model imports no version of the default ONNX operator set")
         self.const: dict[str, np.ndarray] = {}
         self.batch_dep: set[str] = set()  # constants computed from the batch size
+        self.const_alt: dict[str, np.ndarray] = {}  # batch-dependent constants folded with BATCH2 instead
         self.live: dict[str, _Live] = {}
         self.pending: dict[str, tuple] = {}  # steps of cnngraph's even-size LRN export: (step, x tensor, ...)
         self.pending_node: dict[str, object] = {}
@@ -235,12 +237,28 @@ class _Importer:
         return self.live[name]
 
     def fold(self, node):
-        """Evaluate a node whose inputs are all constants with ONNX's reference implementation."""
-        from onnx.reference import ReferenceEvaluator
+        """Evaluate a node whose inputs are all constants with ONNX's reference implementation. A node
+        reading batch-dependent constants is evaluated twice, with the batch as BATCH and as BATCH2: its
+        outputs depend on the batch only where the two differ (Shape(x)[2], a spatial dim, does not)."""
         ins = {n: self.const[n] for n in node.input if n}
         dep = any(n in self.batch_dep for n in node.input if n)
         if dep and node.op_type in ("ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample"):
             raise self.fail(node, "builds a tensor whose size depends on the batch size")
+        outs = self._evaluate(node, ins)
+        alts = self._evaluate(node, {n: self.const_alt.get(n, v) for n, v in ins.items()}) if dep else outs
+        for name, val, alt in zip(node.output, outs, alts):
+            if name:
+                val = np.asarray(val)
+                if val.size > MAX_CONST:
+                    raise self.fail(node, f"folded constant '{name}' has {val.size} elements (too large)")
+                self.const[name] = val
+                alt = np.asarray(alt)
+                if alt.shape != val.shape or not np.array_equal(alt, val):
+                    self.batch_dep.add(name)
+                    self.const_alt[name] = alt
+
+    def _evaluate(self, node, ins) -> list:
+        from onnx.reference import ReferenceEvaluator
         h = self.onnx.helper
         # a one-node model, so the evaluator picks the operator version of the model's opset
         graph = h.make_graph([node], "fold", [h.make_tensor_value_info(n, h.np_dtype_to_tensor_dtype(v.dtype), None)
@@ -249,17 +267,20 @@ class _Importer:
                               for o in node.output if o])
         tiny = h.make_model(graph, opset_imports=[h.make_opsetid("", self.opset)])
         try:
-            outs = ReferenceEvaluator(tiny).run(None, ins)
+            return ReferenceEvaluator(tiny).run(None, ins)
         except Exception as e:  # the evaluator raises many types for unsupported or malformed nodes
             raise self.fail(node, f"cannot fold this constant subgraph: {e}") from None
-        for name, val in zip(node.output, outs):
-            if name:
-                val = np.asarray(val)
-                if val.size > MAX_CONST:
-                    raise self.fail(node, f"folded constant '{name}' has {val.size} elements (too large)")
-                self.const[name] = val
-                if dep:
-                    self.batch_dep.add(name)
+
+    def batched(self, node, i: int, what: str) -> np.ndarray:
+        """Input i as a constant whose elements may be the batch size itself (a Resize's sizes built from
+        Shape(x)): those read BATCH; any other dependence on the batch is refused."""
+        name = node.input[i] if i < len(node.input) else ""
+        if name not in self.batch_dep:
+            return self.c(node, i, what)
+        val, alt = self.const[name], self.const_alt[name]
+        if val.shape != alt.shape or not np.all((val == alt) | ((val == BATCH) & (alt == BATCH2))):
+            raise self.fail(node, f"{what} ('{name}') depends on the batch size")
+        return val
 
     def shape_of(self, node):
         """`Shape` of an activation: static dims, BATCH in front."""
@@ -273,6 +294,7 @@ class _Importer:
         self.const[node.output[0]] = np.array(full[start:end], np.int64)
         if start == 0 and end > 0:
             self.batch_dep.add(node.output[0])
+            self.const_alt[node.output[0]] = np.array([BATCH2, *live.shape][start:end], np.int64)
 
     # ---- attributes ----
     def attr(self, node, name, default=None):
@@ -333,6 +355,7 @@ class _Importer:
                 self.shape_of(node)
             elif node.op_type == "Size" and ins and ins[0] in self.live:
                 self.const[node.output[0]] = np.array(BATCH * math.prod(self.live[ins[0]].shape), np.int64)
+                self.const_alt[node.output[0]] = np.array(BATCH2 * math.prod(self.live[ins[0]].shape), np.int64)
                 self.batch_dep.add(node.output[0])
             elif self.pattern_step(node):
                 pass

@@ -30,8 +30,11 @@ from .activation import (
 from .add import Add
 from .base import Fusion, Layer
 from .batchnorm import BatchNorm
+from .binary import Div, Mul, Sub
+from .channels import Shuffle, Slice
 from .concat import Concat
 from .conv import Conv
+from .conv_transpose import ConvTranspose
 from .dropout import Dropout, DropPath
 from .flatten import Flatten
 from .layernorm import LayerNorm
@@ -42,13 +45,14 @@ from .pad import Pad
 from .pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from .reduce import ReduceMax, ReduceMean
 from .softmax import LogSoftmax, Softmax
+from .upsample import Upsample
 
 REGISTRY: dict[str, type[Layer]] = {
     cls.kind: cls
-    for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, ReduceMean, ReduceMax, Relu, Relu6, LeakyRelu,
-                Sigmoid, Tanh, HardSwish, HardSigmoid, Silu, Gelu, Mish, Elu, Selu, Softplus, Clip, PRelu, Softmax,
-                LogSoftmax, Flatten, Linear, BatchNorm, LayerNorm, LayerScale, LRN, Dropout, DropPath, Concat, Add,
-                Pad)
+    for cls in (Conv, ConvTranspose, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, ReduceMean, ReduceMax, Upsample,
+                Relu, Relu6, LeakyRelu, Sigmoid, Tanh, HardSwish, HardSigmoid, Silu, Gelu, Mish, Elu, Selu, Softplus,
+                Clip, PRelu, Softmax, LogSoftmax, Flatten, Linear, BatchNorm, LayerNorm, LayerScale, LRN, Dropout,
+                DropPath, Concat, Add, Mul, Sub, Div, Slice, Shuffle, Pad)
 }
 
 

@@ -159,7 +159,7 @@ class Layer:
     kind: ClassVar[str]
     attrs: ClassVar[tuple[Attr, ...]] = ()
     category: ClassVar[Fusion] = Fusion.OPAQUE
-    n_inputs: ClassVar[int | None] = 1  # None: two or more (concat, add)
+    n_inputs: ClassVar[int | None] = 1  # None: two or more (concat, add); 2: exactly two (sub, div)
     doc: ClassVar[str] = ""
     # what the generic tests run this kind on (tests/test_registry.py): (attributes, input shapes
     # without the batch), 1D/2D/3D and flat where the kind applies; every facet is checked on each

@@ -26,13 +26,14 @@ Pointwise(layer=Relu())
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..shapes import Window
+from ..shapes import TransposedWindow, Window
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,21 @@ class Pointwise:
 
 @dataclass(frozen=True)
 class Merge:
-    """y = layer.combine(m, x0, x1) folded over the inputs, element by element (same shapes)."""
+    """y = layer.combine(m, x0, x1) folded over the inputs, element by element. The inputs broadcast
+    (numpy's rule on (C, *spatial): along each dim a size of 1 repeats).
+
+    `commutative`: the operands may be swapped (else a kernel holding the second operand computes
+    combine(m, other, mine)). `finite`: finite operands give a finite result, so the padding lanes of
+    a channel block stay finite without masking (division does not: 0 / 0). `channel_scale`: per
+    operand position, where that operand is one value per channel (C, 1, ...) and the op multiplies
+    the other operand by a function of it, that function in the vector math (mul: s -> s; a divisor:
+    s -> 1 / s); None where it does not (add, sub, a dividend). The compiler may then scale a
+    consuming convolution's weights instead (squeeze-and-excitation)."""
 
     layer: Any
+    commutative: bool = True
+    finite: bool = True
+    channel_scale: tuple = field(default=(None, None), compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,20 @@ class Convolution:
     """A windowed weighted sum over channel groups."""
 
     window: Window
+    cin: int
+    cout: int
+    groups: int
+    weight: np.ndarray = field(compare=False, hash=False)
+    bias: np.ndarray | None = field(compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class TransposedConvolution:
+    """The adjoint of a convolution (conv_transpose): each input pixel scatters its weighted taps.
+    `weight` is (cin, cout / groups, *kernel) (PyTorch's layout). The compiler runs it as one stride-1
+    convolution per output phase (`window.phases()`), each writing every stride-th output."""
+
+    window: TransposedWindow
     cin: int
     cout: int
     groups: int
@@ -165,5 +192,27 @@ def channel_reduction(low) -> ChannelReduction | None:
     return None
 
 
+
+@dataclass(frozen=True)
+class Resample:
+    """Separable resampling of the spatial dims (upsample): per spatial dim, per tap, the input index and
+    the weight of every output pixel along it, `taps[dim] = ((indices, weights), ...)` (one tap for
+    nearest, two for linear); y[o] = sum over the taps of weight * x[index], dim after dim."""
+
+    taps: tuple
+
+
+@dataclass(frozen=True)
+class ChannelSelect:
+    """y[c] = x[sources[c]] at every position (slices, shuffles): a view of the input where the
+    sources are consecutive channels from the start of a channel block, else a copy."""
+
+    sources: tuple[int, ...]
+
+    def contiguous(self) -> bool:
+        """Consecutive channels, in order."""
+        return all(b == a + 1 for a, b in itertools.pairwise(self.sources))
+
+
 LOWERINGS = (Pointwise, Merge, ChannelAffine, Convolution, WindowReduce, Dense, ChannelReduction, ConstantPad,
-             Identity, Flatten, Concat, Chain)
+             Identity, Flatten, Concat, Chain, ChannelSelect, TransposedConvolution, Resample)

@@ -88,11 +88,14 @@ class LRN(Layer):
                 and imp.attr(node, "group", 1) == 1 and imp.attr(node, "auto_pad", "NOTSET") == "NOTSET"
             if op == "Gemm" and w.ndim == 2:
                 w = w.T
-            if not plain or w.shape[:2] != (c, c) or np.size(w) != c * c or k is None or np.size(k) != c or \
-                    not np.all(np.asarray(k) == np.asarray(k).reshape(-1)[0]):
-                raise imp.fail(node, "applies a channel mix to x*x that is not an LRN window")
-            if op == "Gemm" and (float(imp.attr(node, "alpha", 1.0)) != 1 or float(imp.attr(node, "beta", 1.0)) != 1):
-                raise imp.fail(node, "applies a scaled channel mix to x*x that is not an LRN window")
+            window = plain and w.shape[:2] == (c, c) and np.size(w) == c * c and k is not None and np.size(k) == c \
+                and np.all(np.asarray(k) == np.asarray(k).reshape(-1)[0]) and cls._is_band(w.reshape(c, c)) \
+                and (op != "Gemm" or (float(imp.attr(node, "alpha", 1.0)) == 1 and float(imp.attr(node, "beta", 1.0)) == 1))
+            if not window:  # x * x read by an ordinary conv or linear layer: the square is a mul
+                square = imp.pending_node.pop(ins[0])
+                del pending[ins[0]]
+                imp.add_layer(square, "mul", {}, [x.layer, x.layer])
+                return False
             pending[node.output[0]] = ("window sum", pending[ins[0]][1], w.reshape(c, c),
                                        float(np.asarray(k).reshape(-1)[0]))
         elif op == "Pow" and ins and pending.get(ins[0], ("",))[0] == "window sum":
@@ -115,6 +118,17 @@ class LRN(Layer):
         else:
             return False
         return True
+
+    @staticmethod
+    def _is_band(band) -> bool:
+        """Is this channel mix an LRN window: one value on a band around the diagonal, zeros elsewhere?"""
+        nz = band != 0
+        if not nz.any() or len(np.unique(band[nz])) != 1:
+            return False
+        o, i = np.nonzero(nz)
+        before, after = int(np.max(o - i)), int(np.max(i - o))
+        oo, ii = np.meshgrid(np.arange(band.shape[0]), np.arange(band.shape[0]), indexing="ij")
+        return bool(np.array_equal(nz, (ii >= oo - before) & (ii <= oo + after)))
 
     @staticmethod
     def _from_band(imp, node, band, k, beta) -> dict:
