@@ -296,6 +296,32 @@ def test_depthwise_on_plain_input_and_output(text):
         check(n)
 
 
+@pytest.mark.parametrize("cin,groups,cout,size", [
+    (48, 6, 48, 12),     # RegNetY's group width 8: two groups per block
+    (104, 13, 104, 7),   # groups straddle blocks; the last band is clamped inside the tensor
+    (128, 32, 128, 9),   # ResNeXt's first stage: 4 channels per group
+    (24, 24, 48, 8),     # a channel multiplier (depthwise-like, two outputs per input)
+    (20, 5, 40, 6),      # 4 inputs -> 8 outputs per group, a partial last block
+    (18, 3, 36, 5),
+    (96, 2, 96, 6),      # two groups of 48: each output block reads three or four input blocks
+])
+def test_unaligned_groups_read_only_their_band(cin, groups, cout, size):
+    """A grouped conv whose groups do not own whole channel blocks reads, per group of output
+    blocks, only the band of input blocks its channel groups need (not every block, g times the work),
+    with and without a squeeze-excitation gate on its input, behind and in front of other layers."""
+    text = (f"input: [{cin}, {size}, {size}]\nlayers: [{{conv: {{out: {cout}, kernel: 3, padding: 1, "
+            f"groups: {groups}}}}}, {{relu: {{}}}}]")
+    n = net(text)
+    (k,) = [s.kernel for s in n.plan.steps if s.name.startswith("fused_conv")]
+    assert k.icb_per_group < -(-cin // 16) or cin <= 32, k.icb_per_group
+    check(n)
+    gated = (f"input: [{cin}, {size}, {size}]\nlayers:\n- {{conv: {{out: {cin}, kernel: 1, name: a}}}}\n"
+             f"- {{global_avgpool: {{}}}}\n- {{conv: {{out: {cin}, kernel: 1}}}}\n- {{sigmoid: {{name: g}}}}\n"
+             f"- {{mul: {{from: [a, g]}}}}\n"
+             f"- {{conv: {{out: {cout}, kernel: 3, padding: 1, groups: {groups}}}}}\n- {{relu: {{}}}}\n")
+    check(net(gated), batch=(1, 2))
+
+
 # ---- per-channel parameters of pointwise layers (prelu) in every kernel that applies them ----
 
 PARAM_EPILOGUES = {

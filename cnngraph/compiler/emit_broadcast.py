@@ -18,6 +18,7 @@ from llvmlite import ir
 
 from .irutil import VL, VecMath, apply_ops, i64, kernel_args, new_kernel, splat
 from .kernels import IN, OUT, WEIGHT, ConvKernel, Dims, Expect, Kernel, cblocks
+from .emit_conv import first_icb
 from .pack import pack_conv
 
 
@@ -152,11 +153,12 @@ def emit_gate_weights(module, k: GateWeights, symbol: str):
         n, og = b.sdiv(item, i64(k.og)), b.srem(item, i64(k.og))
         src = b.fptr(w, b.imul(og, k.group_floats))
         dst = b.fptr(out, b.iadd(b.imul(n, conv.packed_floats), b.imul(og, k.group_floats)))
-        g = b.fptr(gate, b.imul(n, cblocks(conv.cin) * VL))
+        icb0 = first_icb(b, conv, og)  # this output group's band of input blocks
+        g = b.fptr(gate, b.iadd(b.imul(n, cblocks(conv.cin) * VL), b.imul(icb0, VL)))
         with b.loop(0, icb, name="icb") as ib:
             # the factor of each of this block's channels (padding channels: 0)
             s = hook(m, b.vload(g, b.imul(ib, VL)))
-            s = b.select(b.lane_mask(b.sub(i64(conv.cin), b.imul(ib, VL))), s, splat(0.0))
+            s = b.select(b.lane_mask(b.sub(i64(conv.cin), b.imul(b.iadd(icb0, ib), VL))), s, splat(0.0))
             bs, bd = b.fptr(src, b.imul(ib, blk)), b.fptr(dst, b.imul(ib, blk))
             with b.loop(0, taps, name="t") as t:
                 base = b.imul(t, ici * v * VL)

@@ -22,7 +22,7 @@ import itertools
 from llvmlite import ir
 
 from .irutil import F32, I64, VEC, VL, VecMath, apply_ops, i64, kernel_args, new_kernel, splat, tap_range
-from .kernels import ConvKernel, act_param_count
+from .kernels import ConvKernel, act_param_count, cblocks
 
 NEG_INF = float("-inf")
 IC_UNROLL = 4
@@ -30,6 +30,15 @@ IC_UNROLL = 4
 
 def k_avg(k: ConvKernel) -> bool:
     return k.pool is not None and k.pool.kind == "avg"
+
+
+def first_icb(b, k: ConvKernel, og):
+    """The first input block output group `og` reads: `ConvKernel.first_icb` at run time."""
+    if k.groups == 1 or k.in_plain:
+        return i64(0)
+    cin_g, cout_g = k.cin // k.groups, k.cout // k.groups
+    lo = b.sdiv(b.imul(b.sdiv(b.imul(og, k.schedule.v * VL), i64(cout_g)), i64(cin_g)), i64(VL))
+    return b.imin(lo, i64(cblocks(k.cin) - k.icb_per_group))
 
 
 class ConvEmitter:
@@ -126,12 +135,7 @@ class ConvEmitter:
 
     def _item(self, n, og, qd, qh):
         b, k, V = self.b, self.k, self.V
-        if k.depthwise:
-            icb0 = og
-        elif k.aligned_groups and k.groups > 1:
-            icb0 = b.imul(b.sdiv(b.imul(og, V), i64(k.ob_per_group)), self.ICB)
-        else:
-            icb0 = i64(0)
+        icb0 = og if k.depthwise else first_icb(b, k, og)
         self.in_n = b.fptr(self.p_in, b.iadd(b.iadd(b.imul(n, self.in_sample), self.in_first),
                                              b.imul(icb0, self.S_icb)))
         if k.gated:  # this sample's gated copy of the packed weights

@@ -256,12 +256,34 @@ class ConvKernel(Kernel):
 
     @property
     def icb_per_group(self) -> int:
-        """Input channel blocks one output block reads."""
+        """Input channel blocks one group of V output blocks reads: all of them without groups;
+        with groups, the band of blocks holding its groups' input channels (the same count for
+        every output group: `first_icb` keeps the band inside the tensor)."""
         if self.in_plain:
             return 1
-        if self.aligned_groups and self.groups > 1:
+        if self.groups == 1:
+            return cblocks(self.cin)
+        if self.aligned_groups:
             return (self.cin // self.groups) // VL
-        return cblocks(self.cin)
+        return max(self._band(o)[1] - self._band(o)[0] for o in range(self.ob // self._v))
+
+    @property
+    def _v(self) -> int:
+        return self.schedule.v if self.schedule else 1
+
+    def _band(self, o: int) -> tuple[int, int]:
+        """Input blocks [lo, hi) read by the channel groups of output group o."""
+        cin_g, cout_g = self.cin // self.groups, self.cout // self.groups
+        first = o * self._v * VL
+        last = min((o + 1) * self._v * VL, self.cout) - 1
+        return (first // cout_g) * cin_g // VL, -(-(last // cout_g + 1) * cin_g // VL)
+
+    def first_icb(self, o: int) -> int:
+        """The first input block output group o reads (`emit_conv.first_icb` computes it at run time)."""
+        if self.groups == 1 or self.in_plain:
+            return 0
+        return min((o * self._v * VL) // (self.cout // self.groups) * (self.cin // self.groups) // VL,
+                   cblocks(self.cin) - self.icb_per_group)
 
     @property
     def ic_inner(self) -> int:

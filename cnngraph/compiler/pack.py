@@ -54,12 +54,12 @@ def pack_conv(k: ConvKernel, weight: np.ndarray) -> np.ndarray:
     V = k.schedule.v
     icb = k.icb_per_group
     og = ob // V
-    if not (k.aligned_groups and g > 1):  # every output group reads all input blocks
+    if g == 1 or k.in_plain:  # every output group reads all input blocks
         sub = dense[:, :icb * ici].reshape(og, V, VL, icb, ici, kd, kh, kw)
         return np.ascontiguousarray(sub.transpose(0, 3, 5, 6, 7, 4, 1, 2))
     groups = []
-    for o in range(og):
-        icb0 = (o * V // k.ob_per_group) * icb
+    for o in range(og):  # each output group reads its band of input blocks
+        icb0 = k.first_icb(o)
         sub = dense[o * V * VL:(o + 1) * V * VL, icb0 * ici:(icb0 + icb) * ici]
         groups.append(sub.reshape(V, VL, icb, ici, kd, kh, kw).transpose(2, 4, 5, 6, 3, 0, 1))
     return np.ascontiguousarray(np.stack(groups))
