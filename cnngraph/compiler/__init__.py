@@ -38,12 +38,21 @@ __all__ = ["CompileError", "CompiledNet", "CompilerBug", "Plan", "Target", "asse
 
 
 def kernel_symbols(plan: Plan) -> dict:
-    """Native symbol of every distinct kernel: its display name and a digest of its descriptor."""
+    """Native symbol of every kernel: its display name and a digest of the descriptor of its code
+    (`Kernel.code_key`: kernels differing only in run-time sizes share a symbol)."""
     out = {}
     for s in plan.steps:
         if s.kernel not in out:
-            digest = hashlib.sha256(repr(s.kernel).encode()).hexdigest()[:12]
+            digest = hashlib.sha256(repr(s.kernel.code_key()).encode()).hexdigest()[:12]
             out[s.kernel] = f"{s.kernel.name}_{digest}"
+    return out
+
+
+def distinct_kernels(plan: Plan) -> dict:
+    """symbol -> one kernel of that code (the first step's), in step order."""
+    out = {}
+    for k, sym in kernel_symbols(plan).items():
+        out.setdefault(sym, k)
     return out
 
 
@@ -100,8 +109,8 @@ def _native(plan: Plan):
     """The plan's kernels and the runner, loaded (objects from the cache or built)."""
     symbols = kernel_symbols(plan)
     version, tkey = jit.code_version(), plan.target.key()
-    jobs = {hashlib.sha256(f"{version}|{tkey}|{sym}|{k!r}".encode()).hexdigest(): (sym, k)
-            for k, sym in symbols.items()}
+    jobs = {hashlib.sha256(f"{version}|{tkey}|{sym}|{k.code_key()!r}".encode()).hexdigest(): (sym, k)
+            for sym, k in distinct_kernels(plan).items()}
     runner_key = hashlib.sha256(f"{version}|{tkey}|{NET_RUN}".encode()).hexdigest()
     jobs[runner_key] = (NET_RUN, None)
     target = plan.target
@@ -135,13 +144,13 @@ def smoke_check(net: CompiledNet, batch: int = 2, seed: int = 0) -> float:
 
 def llvm_ir(plan: Plan) -> str:
     """The LLVM IR of every distinct kernel of the plan, then the runner."""
-    parts = [f"; ---- kernel {sym} ----\n{emit_kernel(k, sym)}" for k, sym in kernel_symbols(plan).items()]
+    parts = [f"; ---- kernel {sym} ----\n{emit_kernel(k, sym)}" for sym, k in distinct_kernels(plan).items()]
     return "\n".join(parts + [f"; ---- runner ----\n{emit_runner()}"])
 
 
 def assembly(plan: Plan) -> str:
     """The optimised assembly of every distinct kernel of the plan, then the runner."""
     parts = [f"# ---- kernel {sym} ----\n{jit.assembly(emit_kernel(k, sym), plan.target)}"
-             for k, sym in kernel_symbols(plan).items()]
+             for sym, k in distinct_kernels(plan).items()]
     return "\n".join(parts + [f"# ---- runner ----\n{jit.assembly(emit_runner(), plan.target)}"])
 

@@ -105,6 +105,9 @@ class ConvEmitter:
             self.div = [self._table(f"{self.symbol}.div{d}", t)
                         for d, t in enumerate(k.pool.divisors())]
         batch = b.ptrtoint(a["batch"], I64)
+        if k.icb_at_run:  # run time: the input blocks this conv reduces over (and so its weights' stride)
+            self.ICB = b.ptrtoint(a["in_icb"], I64)
+            self.w_og = b.mul(self.ICB, i64(self.KD * self.KH * self.KW * self.ICI * self.V * VL))
         if not k.in_plain:  # run time: the input may be a channel slice of a larger tensor
             self.in_sample = b.mul(b.ptrtoint(a["in_blocks"], I64), i64(self.S_icb))
             self.in_first = b.mul(b.ptrtoint(a["in_offset"], I64), i64(self.S_icb))
@@ -341,7 +344,7 @@ class ConvEmitter:
                 w = b.fptr(w_blk, b.imul(b.iadd(b.imul(kd, self.KH), kh), w_kh))
                 body(x, w)
 
-        if k.depthwise or self.ICB == 1:
+        if k.depthwise or (not k.icb_at_run and self.ICB == 1):
             inner(x_row, self.w)
         else:
             with b.loop(0, self.ICB, name="icb") as icb:

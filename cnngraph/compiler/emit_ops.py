@@ -43,11 +43,12 @@ from .plan import CompilerBug
 NEG_INF = float("-inf")
 
 
-def _items(b: Builder, fn, per_sample: int, body):
-    """for item in [start, end): body(n, r) with r the item within its sample."""
+def _items(b: Builder, fn, per_sample, body):
+    """for item in [start, end): body(n, r) with r the item within its sample (per_sample: an int or
+    a run-time i64)."""
     _, start, end = fn.args
     with b.loop(start, end, name="item") as item:
-        body(b.sdiv(item, i64(per_sample)), b.srem(item, i64(per_sample)))
+        body(b.sdiv(item, as_value(per_sample)), b.srem(item, as_value(per_sample)))
 
 
 def _reduce(b: Builder, op: str, v):
@@ -341,12 +342,12 @@ def emit_affine(module, k: Affine, symbol: str):
     a = kernel_args(b, fn, k)
     src, dst, aff = a["input"], a["output"], a["affine"]
     in_blocks, in_offset = b.ptrtoint(a["in_blocks"], I64), b.ptrtoint(a["in_offset"], I64)
-    cb = cblocks(k.c)
+    cb = b.ptrtoint(a["blocks"], I64)  # run time: the channel blocks (see Affine.code_key)
     m = VecMath(b)
 
     def body(n, c):
         scale = b.vload(aff, b.imul(c, VL))
-        shift = b.vload(aff, b.iadd(b.imul(c, VL), cb * VL))
+        shift = b.vload(aff, b.iadd(b.imul(c, VL), b.imul(cb, VL)))
         base = b.imul(b.iadd(b.imul(n, cb), c), k.spatial * VL)
         src_base = b.imul(b.iadd(b.iadd(b.imul(n, in_blocks), in_offset), c), k.spatial * VL)
         with b.loop(0, k.spatial, name="s") as s:
@@ -354,7 +355,7 @@ def emit_affine(module, k: Affine, symbol: str):
             x = b.vload(src, b.iadd(src_base, b.imul(s, VL)))
             b.vstore(apply_ops(m, k.acts, b.fma(x, scale, shift)), dst, off)
 
-    _items(b, fn, k.items(), body)
+    _items(b, fn, cb, body)
     b.ret_void()
 
 

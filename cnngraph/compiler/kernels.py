@@ -18,7 +18,7 @@ arrays are plain (N, C, *spatial).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from .target import BLOCK as VL
@@ -67,6 +67,11 @@ class Kernel:
     def items(self) -> int:
         """Work items per sample (per `unit` samples)."""
         raise NotImplementedError
+
+    def code_key(self) -> Kernel:
+        """The descriptor that determines the native code: steps whose kernels have the same key share
+        one function (sizes the kernel takes at run time are left out of it)."""
+        return self
 
     unit: ClassVar[int] = 1  # samples that share one group of work items
 
@@ -213,15 +218,29 @@ class ConvKernel(Kernel):
     # the kind of a gate scaling the input channels per sample: the weights are read per sample from
     # `sample_weights` (written by a GateWeights step), not from `weights`
     gated: str = ""
+    # the number of input blocks is a run-time argument (`in_icb`), so convs that differ only in their
+    # input channels share one function (DenseNet's 1x1 convs over a growing concat)
+    icb_at_run: bool = False
 
     # the destination's channel blocks and this conv's first block in it are run-time arguments,
     # so the branches of a concat written in place share one kernel
     # so is the input's (a channel slice of a larger tensor is read where it is)
     ARGS = (("input", IN), ("weights", WEIGHT), ("bias", WEIGHT), ("residual", IN), ("output", OUT),
             ("affine", WEIGHT), ("batch", BATCH), ("out_blocks", CONST), ("out_offset", CONST),
-            ("act_params", WEIGHT), ("in_blocks", CONST), ("in_offset", CONST), ("sample_weights", IN))
+            ("act_params", WEIGHT), ("in_blocks", CONST), ("in_offset", CONST), ("sample_weights", IN),
+            ("in_icb", CONST))
+
+    @property
+    def shares_cin(self) -> bool:
+        """Whether the input channels can be a run-time size: whole blocks, no groups, no gate."""
+        return self.groups == 1 and not self.in_plain and self.cin % VL == 0 and not self.gated
+
+    def code_key(self) -> ConvKernel:
+        return replace(self, cin=0) if self.icb_at_run else self
 
     def expects(self, consts):
+        if self.icb_at_run and consts["in_icb"] != self.icb_per_group:
+            raise ValueError(f"in_icb is {consts['in_icb']}, not the {self.icb_per_group} input blocks")
         sp = math.prod(self.in_dims)
         out_sp = math.prod(self.out_full or self.pooled)
         out = {"input": (Expect(self.cin, sp, "plain") if self.in_plain else
@@ -456,14 +475,21 @@ class Affine(Kernel):
     kind: str = "affine"  # the layer it came from, for the name
     acts: tuple = ()  # Act: pointwise layers that follow, applied in registers
 
-    # the input may be a channel slice of a larger tensor: its blocks per sample and first block at run time
-    ARGS = (("input", IN), ("output", OUT), ("affine", WEIGHT), ("in_blocks", CONST), ("in_offset", CONST))
+    # the input may be a channel slice of a larger tensor: its blocks per sample and first block at run time;
+    # so is the number of channel blocks, so batchnorms differing only in their channels share one function
+    ARGS = (("input", IN), ("output", OUT), ("affine", WEIGHT), ("in_blocks", CONST), ("in_offset", CONST),
+            ("blocks", CONST))
+
+    def code_key(self) -> Affine:
+        return replace(self, c=0)
 
     @property
     def name(self) -> str:
         return "_".join([self.kind] + [a.label for a in self.acts])
 
     def expects(self, consts):
+        if consts["blocks"] != cblocks(self.c):
+            raise ValueError(f"blocks is {consts['blocks']}, not the {cblocks(self.c)} blocks of {self.c} channels")
         return {"input": Expect(self.c, self.spatial, "blocked", consts["in_blocks"], consts["in_offset"]),
                 "output": Expect(self.c, self.spatial)}
 

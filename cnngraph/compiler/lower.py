@@ -319,6 +319,8 @@ class _Lowerer(MoreLowerings):
             res = self.whole(self.values[residual], node.name)
         kern = ConvKernel(low.window.nd, cin, conv_in, plain, cout, groups, win.kernel, win.stride, win.dilation,
                           win.pad_lo, conv_out, epilogue, pool)
+        if kern.shares_cin:
+            kern = replace(kern, icb_at_run=True)
         weights, gated = self.weight(w, pack_conv), None
         if gate:  # the gate scales this sample's copy of the packed weights, a step before the conv
             kern, gated = self.gated_weights(kern, gate, w)
@@ -330,7 +332,8 @@ class _Lowerer(MoreLowerings):
                   if affine is not None else None, batch=BatchArg(),
                   out_blocks=ConstArg(self.tensors[out].total_blocks), out_offset=ConstArg(self.tensors[out].cb_off),
                   act_params=self.act_params(group.nodes[1:], cout),
-                  in_blocks=ConstArg(self.tensors[src].total_blocks), in_offset=ConstArg(self.tensors[src].cb_off))
+                  in_blocks=ConstArg(self.tensors[src].total_blocks), in_offset=ConstArg(self.tensors[src].cb_off),
+                  in_icb=ConstArg(kern.icb_per_group if kern.icb_at_run else 0))
         self.macs += kern.macs()
         self.values[group.out] = out
 
@@ -450,7 +453,8 @@ class _Lowerer(MoreLowerings):
         sc = np.concatenate([pad_channels(low.scale, t.c), pad_channels(low.shift, t.c)])
         acts = tuple(Act(self.lowering(self.g.node(n)).layer) for n in group.nodes[1:])
         self.step(Affine(t.c, t.spatial, node.kind, acts), group.nodes, input=TensorArg(src), output=TensorArg(out),
-                  affine=self.weight(sc), in_blocks=ConstArg(t.total_blocks), in_offset=ConstArg(t.cb_off))
+                  affine=self.weight(sc), in_blocks=ConstArg(t.total_blocks), in_offset=ConstArg(t.cb_off),
+                  blocks=ConstArg(cblocks(t.c)))
         self.values[group.out] = out
 
     def channel(self, group, node, low: ChannelReduction):

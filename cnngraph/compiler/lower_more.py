@@ -113,7 +113,8 @@ class MoreLowerings:
             self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(wp, pack_conv), bias=bias,
                       output=TensorArg(out), affine=aff, batch=BatchArg(),
                       out_blocks=ConstArg(self.tensors[out].total_blocks), out_offset=ConstArg(self.tensors[out].cb_off),
-                      in_blocks=ConstArg(t.total_blocks if not plain else 0), in_offset=ConstArg(t.cb_off))
+                      in_blocks=ConstArg(t.total_blocks if not plain else 0), in_offset=ConstArg(t.cb_off),
+                      in_icb=ConstArg(0))
         self.macs += node.macs
         self.values[group.out] = out
 

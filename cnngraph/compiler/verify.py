@@ -31,7 +31,10 @@ def _check_args(plan: Plan, i: int):
     for name, role in s.kernel.args:
         if role == CONST and not isinstance(s.arg(name), ConstArg):
             _fail(plan, i, f"argument '{name}' must be a run-time integer")
-    expects = s.kernel.expects(s.consts())
+    try:
+        expects = s.kernel.expects(s.consts())
+    except ValueError as e:  # run-time sizes that contradict the kernel's descriptor
+        _fail(plan, i, str(e))
     for name, role in s.kernel.args:
         a = s.arg(name)
         if role in (IN, OUT):
