@@ -129,6 +129,17 @@ def test_a_squeeze_excitation_gate_is_folded_into_the_projection_conv():
     assert not any(s.name.startswith("broadcast") for s in plan.steps)
 
 
+def test_a_gated_tensor_keeps_its_grid_in_the_receptive_field():
+    """The gate saw the whole map, so the window is the largest path's; but the output is on the gated
+    tensor's grid (jump 1 here), not the gate's (jump 28): with the gate's, every later 3x3 conv added
+    2 x 28 and the bundled SE nets reported receptive fields of 10^11 pixels."""
+    g = cnngraph.load(MBCONV + "  - conv: {name: after, out: 8, kernel: 3, padding: 1}\n")
+    assert g.node("gate").receptive_field == ((30, 28, 13.5),) * 2  # 3 + 27 pixels of the dw conv's grid
+    assert g.node("gated").receptive_field == ((30, 1, 0.0),) * 2
+    assert g.node("add1").receptive_field == ((30, 1, 0.0),) * 2
+    assert g.node("after").receptive_field == ((32, 1, 0.0),) * 2
+
+
 def test_a_gate_on_a_small_map_with_a_large_conv_stays_a_broadcast_multiply():
     """Folding pays where the conv's weights are no larger than the gated activation (GATE_RATIO)."""
     text = MBCONV.replace("[24, 28, 28]", "[24, 4, 4]").replace("out: 24, kernel: 1, bias: false", "out: 64, kernel: 1")

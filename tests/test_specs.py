@@ -35,10 +35,14 @@ TABLE = {
     "nin": ((3, 224, 224), 7_595_176, 1_100_188_800),
     "densenet121": ((3, 224, 224), 7_978_856, 2_834_161_664),
     "resnext50_32x4d": ((3, 224, 224), 25_028_904, 4_230_479_872),
+    "efficientnet_b0": ((3, 224, 224), 5_288_548, 385_814_752),
+    "mobilenet_v3_large": ((3, 224, 224), 5_483_032, 216_589_760),
+    "mobilenet_v3_small": ((3, 224, 224), 2_542_856, 56_510_400),
 }
 # batchnorm running statistics (2 per channel), reported apart from the params
 BUFFERS = {"resnet18": 9_600, "resnet50": 53_120, "mobilenet_v2": 34_112, "audio1d": 384,
-           "resnext50_32x4d": 68_224, "densenet121": 83_648}
+           "resnext50_32x4d": 68_224, "densenet121": 83_648, "efficientnet_b0": 42_016,
+           "mobilenet_v3_large": 24_400, "mobilenet_v3_small": 12_112}
 # the only expected warning: NIN's 11x11/4 conv on 224 leaves a border row/col (as in Caffe)
 WARNINGS = {"nin": ["block1.conv"]}
 
@@ -113,6 +117,10 @@ def test_receptive_fields(graphs):
     vgg, alex = graphs["vgg16"], graphs["alexnet"]
     assert [size for size, _, _ in vgg.node("features.30").receptive_field] == [212, 212]
     assert [size for size, _, _ in alex.node("features.14").receptive_field] == [195, 195]
+    # after a squeeze-and-excitation gate the grid is still the net's: 32 pixels apart at the end
+    for name, last in [("efficientnet_b0", "features.8.2"), ("mobilenet_v3_large", "features.16.hardswish"),
+                       ("mobilenet_v3_small", "features.12.hardswish")]:
+        assert [jump for _, jump, _ in graphs[name].node(last).receptive_field] == [32, 32]
     # the seeds' point: three stacked 3x3 convs see as far as one 7x7
     g = cnngraph.load("input: [1, 16, 16]\nlayers:\n  - conv: {kernel: 3, repeat: 3}")
     assert g.nodes[-1].receptive_field[0][0] == 7 and g.nodes[-1].receptive_field[1][0] == 7
@@ -139,6 +147,26 @@ def test_torchvision_layer_names(graphs):
     assert keys["mobilenet_v2"]["features.18.1.running_mean"] == (1280,)
     # torchvision's resnet50: 161 parameter tensors, 2 running statistics for each of its 53 batchnorms
     assert len(keys["resnet50"]) == 161 + 2 * 53
+
+
+def test_torchvision_layer_names_of_the_squeeze_excitation_nets(graphs):
+    """EfficientNet-B0 and MobileNetV3 number their modules in order, so a block without expansion
+    (or without squeeze-and-excitation) numbers the rest from one lower."""
+    from cnngraph.weights import expected
+    eff, large, small = (expected(graphs[n]) for n in ("efficientnet_b0", "mobilenet_v3_large", "mobilenet_v3_small"))
+    assert eff["features.1.0.block.0.0.weight"] == (32, 1, 3, 3)        # depthwise first: no expansion
+    assert eff["features.1.0.block.2.0.weight"] == (16, 32, 1, 1)
+    assert eff["features.2.0.block.2.fc1.weight"] == (4, 96, 1, 1)      # squeezes to a quarter of the input
+    assert eff["features.6.3.block.1.0.weight"] == (1152, 1, 5, 5)
+    assert eff["features.7.0.block.3.1.running_var"] == (320,)
+    assert large["features.3.block.2.0.weight"] == (24, 72, 1, 1)       # no SE: project is block.2
+    assert large["features.4.block.2.fc1.weight"] == (24, 72, 1, 1)     # _make_divisible(72 // 4, 8) = 24
+    assert large["features.4.block.3.0.weight"] == (40, 72, 1, 1)
+    assert large["classifier.3.weight"] == (1000, 1280)
+    assert small["features.1.block.1.fc2.bias"] == (16,)
+    assert small["features.12.1.running_mean"] == (576,)
+    # torchvision's state_dicts without num_batches_tracked
+    assert (len(eff), len(large), len(small)) == (311, 266, 210)
 
 
 def test_report_building_is_fast():

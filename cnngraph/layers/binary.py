@@ -14,7 +14,6 @@ import numpy as np
 
 from ..errors import LayerError
 from .base import Fusion, Layer, Lowered, fc_csr, fc_point
-from .concat import largest_rf
 from .lowering import Merge
 
 
@@ -53,12 +52,24 @@ def broadcast_columns(shape, out_shape) -> np.ndarray:
 
 def broadcast_rf(in_shapes, rfs):
     """The receptive field of a broadcasting merge: a dim of size 1 that repeats saw its whole input
-    along that dim, so each dim keeps the largest window over the paths (the DAG rule).
+    along that dim, so each dim keeps the largest window over the paths (the DAG rule); the jump and
+    start are those of the operands that do not repeat, whose grid the output has (the repeated
+    one's jump spans its whole input, and would compound through every layer after a gate).
 
     >>> broadcast_rf([(8, 7, 7), (8, 1, 1)], [((3, 1, 1.0), (3, 1, 1.0)), ((7, 7, 3.0), (7, 7, 3.0))])
-    ((7, 7, 3.0), (7, 7, 3.0))
+    ((7, 1, 1.0), (7, 1, 1.0))
     """
-    return largest_rf(rfs)
+    known = [(s, r) for s, r in zip(in_shapes, rfs) if r is not None]
+    if not known:
+        return None
+    out = broadcast_shape(in_shapes)[1:]
+    dims = []
+    for d, n in enumerate(out):
+        paths = [r[d] for _, r in known]
+        grid = [r[d] for s, r in known if s[1 + d] == n] or paths
+        _, jump, start = max(grid, key=lambda t: t[0])
+        dims.append((max(t[0] for t in paths), jump, start))
+    return tuple(dims)
 
 
 class _Binary(Layer):
