@@ -939,7 +939,7 @@ def bundled() -> dict[str, str]:
     """The specs that come with cnngraph, by name -> path (`cnngraph specs` lists them).
 
     >>> sorted(bundled())[:3]
-    ['alexnet', 'audio1d', 'densenet121']
+    ['alexnet', 'audio1d', 'convnext_tiny']
     """
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
     try:

@@ -3,7 +3,9 @@
 Weights are a flat mapping `"<layer>.<param>" -> ndarray` with PyTorch's names
 and layouts (conv weight `(out, in/groups, *kernel)`, linear `(out, in)`,
 batchnorm `weight`, `bias`, `running_mean`, `running_var`), so a PyTorch
-state_dict of the same architecture (same layer names) loads directly.
+state_dict of the same architecture (same layer names) loads directly; so do
+PyTorch's other forms of the same arrays (a bare `nn.Parameter` named after its
+module, an `nn.Linear` weight for a 1x1 conv: see `_torch_forms`).
 
 Files are checked before anything large is allocated: an `.npz` member's
 declared size and `.npy` header are read first, so a zip bomb or a header that
@@ -147,6 +149,7 @@ def check(graph: Graph, weights: Mapping) -> dict[str, np.ndarray]:
             got[k] = _as_numpy(v)
         except (TypeError, ValueError, RuntimeError) as e:
             raise WeightsError(f"'{clip(escape(k), 80)}': expected an array, got {type(v).__name__} ({e})") from None
+    _torch_forms(graph, want, got)
     missing = [k for k in want if k not in got]
     unexpected = [k for k in got if k not in want]
     problems = [f"missing '{escape(k)}' {want[k]}" for k in missing]
@@ -165,6 +168,34 @@ def check(graph: Graph, weights: Mapping) -> dict[str, np.ndarray]:
         _check_values(k, a)
         out[k] = a
     return out
+
+
+def _torch_forms(graph: Graph, want: dict, got: dict) -> None:
+    """Take PyTorch's forms of the arrays `want` names, in place: a bare parameter named after the layer
+    (`features.1.0.layer_scale` for that layer_scale's weight, see `Layer.torch_bare_param`), and
+    shapes that differ from the expected ones by trailing 1s only: nn.Linear's (out, in) weight for a
+    1x1 conv's (out, in, 1, 1) (a channels-last MLP written as 1x1 convs), a (C, 1, 1) scale for (C,).
+    Those hold the same values in the same order, so they are reshaped; nothing else is.
+
+    >>> from cnngraph import load
+    >>> g = load("input: [2, 4, 4]\\nlayers: [{conv: {name: fc, out: 3, kernel: 1}}, {layer_scale: {name: ls}}]")
+    >>> got = {"fc.weight": np.ones((3, 2)), "fc.bias": np.zeros(3), "ls": np.ones((3, 1, 1))}
+    >>> _torch_forms(g, expected(g), got)
+    >>> sorted((k, v.shape) for k, v in got.items())
+    [('fc.bias', (3,)), ('fc.weight', (3, 2, 1, 1)), ('ls.weight', (3,))]
+    """
+    for node in graph.nodes:
+        p = node.layer.torch_bare_param
+        key = f"{node.name}.{p}"
+        if p and key in want and key not in got and node.name in got and node.name not in want:
+            got[key] = got.pop(node.name)
+    for k, shape in want.items():
+        a = got.get(k)
+        if a is None or tuple(a.shape) == shape:
+            continue
+        short, long = sorted((tuple(a.shape), shape), key=len)
+        if long[: len(short)] == short and all(d == 1 for d in long[len(short):]):
+            got[k] = a.reshape(shape)
 
 
 def _first(mask: np.ndarray) -> tuple[int, ...]:

@@ -38,11 +38,15 @@ TABLE = {
     "efficientnet_b0": ((3, 224, 224), 5_288_548, 385_814_752),
     "mobilenet_v3_large": ((3, 224, 224), 5_483_032, 216_589_760),
     "mobilenet_v3_small": ((3, 224, 224), 2_542_856, 56_510_400),
+    "shufflenet_v2_x1_0": ((3, 224, 224), 2_278_604, 144_907_992),
+    "regnet_y_400mf": ((3, 224, 224), 4_344_144, 401_842_848),
+    "convnext_tiny": ((3, 224, 224), 28_589_128, 4_455_531_264),
 }
 # batchnorm running statistics (2 per channel), reported apart from the params
 BUFFERS = {"resnet18": 9_600, "resnet50": 53_120, "mobilenet_v2": 34_112, "audio1d": 384,
            "resnext50_32x4d": 68_224, "densenet121": 83_648, "efficientnet_b0": 42_016,
-           "mobilenet_v3_large": 24_400, "mobilenet_v3_small": 12_112}
+           "mobilenet_v3_large": 24_400, "mobilenet_v3_small": 12_112, "shufflenet_v2_x1_0": 16_180,
+           "regnet_y_400mf": 27_152}
 # the only expected warning: NIN's 11x11/4 conv on 224 leaves a border row/col (as in Caffe)
 WARNINGS = {"nin": ["block1.conv"]}
 
@@ -167,6 +171,26 @@ def test_torchvision_layer_names_of_the_squeeze_excitation_nets(graphs):
     assert small["features.12.1.running_mean"] == (576,)
     # torchvision's state_dicts without num_batches_tracked
     assert (len(eff), len(large), len(small)) == (311, 266, 210)
+
+
+def test_torchvision_layer_names_of_the_newer_nets(graphs):
+    """ShuffleNetV2, RegNetY and ConvNeXt: torchvision's state_dict keys (tests/test_modern_specs_b.py
+    loads torchvision's models' state_dicts where torchvision is installed)."""
+    from cnngraph.weights import expected
+    shuffle, regnet, convnext = (expected(graphs[n]) for n in ("shufflenet_v2_x1_0", "regnet_y_400mf",
+                                                               "convnext_tiny"))
+    assert shuffle["stage2.0.branch1.0.weight"] == (24, 1, 3, 3)    # only the stride-2 unit has branch1
+    assert shuffle["stage3.7.branch2.5.weight"] == (116, 116, 1, 1)
+    assert not any(k.startswith("stage3.1.branch1") for k in shuffle)
+    assert regnet["trunk_output.block2.block2-0.proj.0.weight"] == (104, 48, 1, 1)
+    assert regnet["trunk_output.block2.block2-0.f.se.fc1.weight"] == (12, 104, 1, 1)  # 0.25 x the input width
+    assert regnet["trunk_output.block4.block4-5.f.b.0.weight"] == (440, 8, 3, 3)       # 8 channels per group
+    assert "trunk_output.block2.block2-1.proj.0.weight" not in regnet
+    assert convnext["features.7.2.block.3.weight"] == (3072, 768, 1, 1)   # torchvision's Linear: (3072, 768)
+    assert convnext["features.1.0.layer_scale.weight"] == (96,)            # torchvision's: (96, 1, 1)
+    assert convnext["classifier.0.weight"] == (768,) and convnext["classifier.2.weight"] == (1000, 768)
+    # torchvision's state_dicts have 338, 384 and 182 entries: these and a num_batches_tracked per batchnorm
+    assert (len(shuffle) + 56, len(regnet) + 53, len(convnext)) == (338, 384, 182)
 
 
 def test_report_building_is_fast():

@@ -107,6 +107,57 @@ def test_torch_state_dict_loads_directly_and_matches(graph):
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
 
 
+
+CNBLOCK = """
+input: [4, 5, 5]
+layers:
+  - conv: {name: blk.block.3, out: 8, kernel: 1}
+  - gelu
+  - conv: {name: blk.block.5, out: 4, kernel: 1}
+  - layer_scale: {name: blk.layer_scale}
+"""
+
+
+def test_torch_forms_load_a_bare_parameter_and_a_linear_as_a_1x1_conv():
+    """torchvision's CNBlock: its layer scale is a bare (C, 1, 1) nn.Parameter named after the module and its
+    MLP nn.Linear (out, in) on channels-last values; they load into layer_scale's (C,) weight and 1x1 convs."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.block = nn.Sequential(nn.Identity(), nn.Identity(), nn.Identity(), nn.Linear(4, 8), nn.GELU(),
+                                nn.Linear(8, 4))
+    model.layer_scale = nn.Parameter(torch.rand(4, 1, 1) + 0.5)
+    sd = {f"blk.{k}": v for k, v in model.state_dict().items()}
+    assert sd["blk.layer_scale"].shape == (4, 1, 1) and sd["blk.block.3.weight"].shape == (8, 4)
+    g = cnngraph.load(CNBLOCK)
+    w = W.check(g, sd)
+    assert w["blk.layer_scale.weight"].shape == (4,) and w["blk.block.3.weight"].shape == (8, 4, 1, 1)
+    x = np.random.default_rng(0).standard_normal((2, 4, 5, 5)).astype(np.float32)
+    with torch.no_grad():
+        want = (model.layer_scale * model.block(torch.from_numpy(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)).numpy()
+    np.testing.assert_allclose(oracle.run(g, x, w), want, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_forms_reshape_only_by_trailing_ones():
+    g = cnngraph.load(CNBLOCK)
+    w = W.init(g)
+    ok = {**w, "blk.block.3.weight": w["blk.block.3.weight"].reshape(8, 4), "blk.layer_scale.weight": np.ones((4, 1))}
+    assert W.check(g, ok)["blk.block.3.weight"].shape == (8, 4, 1, 1)
+    # the same number of values in another shape is no PyTorch form of the array: refused as before
+    bad = {**w, "blk.block.3.weight": w["blk.block.3.weight"].reshape(4, 8), "blk.layer_scale.weight": np.ones((1, 4))}
+    with pytest.raises(W.WeightsError, match=r"2 problem\(s\) \(2 of the wrong shape\): 'blk\.block\.3\.weight': "
+                                             r"expected shape \(8, 4, 1, 1\), got \(4, 8\); "
+                                             r"'blk\.layer_scale\.weight'"):
+        W.check(g, bad)
+    # a bare parameter is taken only for a layer that declares one (layer_scale), never besides its own name
+    both = {**w, "blk.layer_scale": np.ones((4, 1, 1))}
+    with pytest.raises(W.WeightsError, match=r"1 problem\(s\) \(1 unexpected\): unexpected 'blk\.layer_scale'"):
+        W.check(g, both)
+    conv = {**{k: v for k, v in w.items() if k != "blk.block.5.bias"}, "blk.block.5": w["blk.block.5.bias"]}
+    with pytest.raises(W.WeightsError, match=r"missing 'blk\.block\.5\.bias'.*unexpected 'blk\.block\.5'"):
+        W.check(g, conv)
+
 def test_gain_keeps_the_signal_of_a_deep_net_alive():
     g = cnngraph.load(str(__import__("pathlib").Path(__file__).parent.parent / "specs" / "mobilenet_v2.yaml"))
     x = np.random.default_rng(0).standard_normal((1, *g.input_shape)).astype(np.float32)

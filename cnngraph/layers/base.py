@@ -164,6 +164,10 @@ class Layer:
     # what the generic tests run this kind on (tests/test_registry.py): (attributes, input shapes
     # without the batch), 1D/2D/3D and flat where the kind applies; every facet is checked on each
     examples: ClassVar[tuple] = ()
+    # the parameter PyTorch models keep as a bare nn.Parameter named after the module holding it, where
+    # the layer is no module of its own (ConvNeXt's `<block>.layer_scale`): weights.check also takes it
+    # under the layer's own name
+    torch_bare_param: ClassVar[str | None] = None
 
     def __init__(self, **values):
         for a in self.attrs:

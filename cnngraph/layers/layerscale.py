@@ -24,6 +24,7 @@ class LayerScale(Layer):
     examples = (({}, [(20, 7)]), ({"init": 0.5}, [(5, 6, 7)]), ({"init": -2.0}, [(3, 2, 3, 4)]), ({}, [(9,)]))
     onnx_hint = True
     onnx_patterns = ("onnx_hinted_mul",)
+    torch_bare_param = "weight"  # torchvision's CNBlock holds `layer_scale`, a (C, 1, 1) nn.Parameter
 
     def infer_shape(self, in_shapes):
         if len(in_shapes[0]) < 1:
