@@ -23,7 +23,7 @@ from cnngraph.spec import load as load_spec
 SPECS = pathlib.Path(__file__).resolve().parent.parent / "specs"
 # input sizes that keep the numpy reference fast; every other spec runs as written
 SMALL = {"densenet121": (3, 64, 64), "resnext50_32x4d": (3, 64, 64), "vgg16": (3, 64, 64), "alexnet": (3, 131, 131), "googlenet": (3, 96, 96), "resnet50": (3, 96, 96),
-         "resnet18": (3, 96, 96), "mobilenet_v2": (3, 96, 96)}
+         "resnet18": (3, 96, 96), "mobilenet_v2": (3, 96, 96), "unet": (3, 32, 32), "fcn_resnet18": (3, 96, 96)}
 
 
 def rel_err(y, r) -> float:

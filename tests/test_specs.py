@@ -35,10 +35,16 @@ TABLE = {
     "nin": ((3, 224, 224), 7_595_176, 1_100_188_800),
     "densenet121": ((3, 224, 224), 7_978_856, 2_834_161_664),
     "resnext50_32x4d": ((3, 224, 224), 25_028_904, 4_230_479_872),
+    # segmentation: milesial/Pytorch-UNet's UNet(3, 2); FCN's head on a ResNet-18 trunk (no torchvision
+    # number: tests/test_segmentation_specs.py counts both from the PyTorch modules)
+    "unet": ((3, 256, 256), 31_037_698, 48_171_581_440),
+    "fcn_resnet18": ((3, 224, 224), 11_769_301, 1_842_594_432),
 }
+# outputs other than ImageNet's 1000 classes
+OUTPUTS = {"lenet5": (10,), "unet": (2, 256, 256), "fcn_resnet18": (21, 224, 224)}
 # batchnorm running statistics (2 per channel), reported apart from the params
 BUFFERS = {"resnet18": 9_600, "resnet50": 53_120, "mobilenet_v2": 34_112, "audio1d": 384,
-           "resnext50_32x4d": 68_224, "densenet121": 83_648}
+           "resnext50_32x4d": 68_224, "densenet121": 83_648, "unet": 11_776, "fcn_resnet18": 9_856}
 # the only expected warning: NIN's 11x11/4 conv on 224 leaves a border row/col (as in Caffe)
 WARNINGS = {"nin": ["block1.conv"]}
 
@@ -75,7 +81,7 @@ def test_published_totals_reproduced_exactly(graphs, name):
     assert g.input_shape == shape
     assert (totals["params"], totals["macs"]) == (params, macs)
     assert totals["buffers"] == BUFFERS.get(name, 0)
-    assert g.output_shape == (1000,) or name == "lenet5"
+    assert g.output_shape == OUTPUTS.get(name, (1000,))
 
 
 def test_one_and_three_dimensional_nets(graphs):
