@@ -25,7 +25,7 @@ SPECS = pathlib.Path(__file__).resolve().parent.parent / "specs"
 SMALL = {"densenet121": (3, 64, 64), "resnext50_32x4d": (3, 64, 64), "vgg16": (3, 64, 64), "alexnet": (3, 131, 131), "googlenet": (3, 96, 96), "resnet50": (3, 96, 96),
          "resnet18": (3, 96, 96), "mobilenet_v2": (3, 96, 96), "efficientnet_b0": (3, 96, 96),
          "mobilenet_v3_large": (3, 96, 96), "shufflenet_v2_x1_0": (3, 96, 96),
-         "regnet_y_400mf": (3, 96, 96), "convnext_tiny": (3, 64, 64)}
+         "regnet_y_400mf": (3, 96, 96), "convnext_tiny": (3, 64, 64), "unet": (3, 32, 32), "fcn_resnet18": (3, 96, 96)}
 
 
 def rel_err(y, r) -> float:

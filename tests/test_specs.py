@@ -41,12 +41,18 @@ TABLE = {
     "shufflenet_v2_x1_0": ((3, 224, 224), 2_278_604, 144_907_992),
     "regnet_y_400mf": ((3, 224, 224), 4_344_144, 401_842_848),
     "convnext_tiny": ((3, 224, 224), 28_589_128, 4_455_531_264),
+    # segmentation: milesial/Pytorch-UNet's UNet(3, 2); FCN's head on a ResNet-18 trunk (no torchvision
+    # number: tests/test_segmentation_specs.py counts both from the PyTorch modules)
+    "unet": ((3, 256, 256), 31_037_698, 48_171_581_440),
+    "fcn_resnet18": ((3, 224, 224), 11_769_301, 1_842_594_432),
 }
+# outputs other than ImageNet's 1000 classes
+OUTPUTS = {"lenet5": (10,), "unet": (2, 256, 256), "fcn_resnet18": (21, 224, 224)}
 # batchnorm running statistics (2 per channel), reported apart from the params
 BUFFERS = {"resnet18": 9_600, "resnet50": 53_120, "mobilenet_v2": 34_112, "audio1d": 384,
            "resnext50_32x4d": 68_224, "densenet121": 83_648, "efficientnet_b0": 42_016,
            "mobilenet_v3_large": 24_400, "mobilenet_v3_small": 12_112, "shufflenet_v2_x1_0": 16_180,
-           "regnet_y_400mf": 27_152}
+           "regnet_y_400mf": 27_152, "unet": 11_776, "fcn_resnet18": 9_856}
 # the only expected warning: NIN's 11x11/4 conv on 224 leaves a border row/col (as in Caffe)
 WARNINGS = {"nin": ["block1.conv"]}
 
@@ -83,7 +89,7 @@ def test_published_totals_reproduced_exactly(graphs, name):
     assert g.input_shape == shape
     assert (totals["params"], totals["macs"]) == (params, macs)
     assert totals["buffers"] == BUFFERS.get(name, 0)
-    assert g.output_shape == (1000,) or name == "lenet5"
+    assert g.output_shape == OUTPUTS.get(name, (1000,))
 
 
 def test_one_and_three_dimensional_nets(graphs):
