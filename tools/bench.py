@@ -104,7 +104,8 @@ layers:
 """),
 }
 NETS = ("lenet5", "resnet18", "resnet50", "vgg16", "googlenet", "alexnet", "mobilenet_v2", "densenet121",
-        "resnext50_32x4d")
+        "resnext50_32x4d", "efficientnet_b0", "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v2_x1_0",
+        "regnet_y_400mf", "convnext_tiny", "unet", "fcn_resnet18")
 REFERENCE_LIMIT = 3e9  # MACs per row above which the numpy reference is not run
 PEERS = ("ort", "ov", "ov-f32", "torch")
 

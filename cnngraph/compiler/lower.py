@@ -103,20 +103,23 @@ class _Lowerer(MoreLowerings):
         return WeightArg(len(self.weights) - 1)
 
     def display_name(self, kernel) -> str:
-        if kernel not in self.names:
+        """One name per native function: steps whose kernels share code (`Kernel.code_key`) share it."""
+        key = kernel.code_key()
+        if key not in self.names:
             base = kernel.name
             n = self.name_count.get(base, 0)
             self.name_count[base] = n + 1
-            self.names[kernel] = base if n == 0 else f"{base}_{n}"
-        return self.names[kernel]
+            self.names[key] = base if n == 0 else f"{base}_{n}"
+        return self.names[key]
 
     def forget_name(self, kernel):
         """Free the display name of the last step's kernel when nothing else uses it."""
-        if any(s.kernel == kernel for s in self.steps[:-1]):
+        key = kernel.code_key()
+        if any(s.kernel.code_key() == key for s in self.steps[:-1]):
             return
         base, n = kernel.name, self.name_count[kernel.name] - 1
-        if self.names.get(kernel) == (base if n == 0 else f"{base}_{n}"):
-            del self.names[kernel]
+        if self.names.get(key) == (base if n == 0 else f"{base}_{n}"):
+            del self.names[key]
             self.name_count[base] = n
 
     def step(self, kernel, nodes, **args):
