@@ -66,6 +66,23 @@ from .pack import as3d, pack_conv, pad_channels
 from .plan import INPUT_T, CompilerBug, OUTPUT_T, BatchArg, ConstArg, PendingWeight, Plan, Step, Tensor, TensorArg, WeightArg
 
 
+def gemm_rows(pixels: int, out_blocks: int, min_items: int = 16, min_row: int = 64) -> tuple[int, int]:
+    """(rows, row length) for a pointwise conv over `pixels`: one long row, unless the work items (output
+    block groups x rows) would be too few to share among threads at batch 1; then the fewest rows of at
+    least `min_row` pixels that make enough.
+
+    >>> gemm_rows(3136, 24), gemm_rows(3136, 6), gemm_rows(49, 6)
+    ((4, 784), (16, 196), (1, 49))
+    """
+    groups = max(out_blocks // 4, 1)  # output block groups at the widest schedule
+    if groups >= min_items:
+        return 1, pixels
+    for rows in range(2, pixels // min_row + 1):
+        if pixels % rows == 0 and groups * rows >= min_items:
+            return rows, pixels // rows
+    return 1, pixels
+
+
 class _Lowerer(MoreLowerings):
     def __init__(self, plan: Plan):
         self.plan = plan
@@ -313,8 +330,8 @@ class _Lowerer(MoreLowerings):
         conv_in, conv_out = in_dims, out_dims
         if (not plain and pool is None and win.kernel == (1, 1, 1) and win.stride == (1, 1, 1)
                 and win.pad_lo == (0, 0, 0) and win.pad_hi == (0, 0, 0)):
-            # a pointwise conv is a GEMM over all pixels: one long row, no edges
-            conv_in = conv_out = (1, 1, math.prod(out_dims))
+            # a pointwise conv is a GEMM over all pixels: long rows, no edges
+            conv_in = conv_out = (1, *gemm_rows(math.prod(out_dims), cblocks(cout)))
         final_dims = pool.out if pool else out_dims
         out = self.output_for(group.out, cout, final_dims)
         res = None
