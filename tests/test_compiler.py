@@ -324,6 +324,24 @@ def test_unaligned_groups_read_only_their_band(cin, groups, cout, size):
     check(net(gated), batch=(1, 2))
 
 
+def test_a_skip_read_by_a_pool_and_a_conv_lives_in_its_concat():
+    """U-Net's skip: a conv output that a max-pool and another conv also read is written straight into
+    its slice of the concat (they read it there), so no step copies it; unwritten elements would show
+    as NaN (poison)."""
+    text = """input: [16, 8, 8]
+layers:
+  - {conv: {out: 32, kernel: 3, padding: 1, name: a}}
+  - {relu: {name: r}}
+  - {maxpool: {kernel: 2, name: p}}
+  - {conv: {out: 16, kernel: 3, padding: 1, name: b, from: r}}
+  - {conv_transpose: {out: 16, kernel: 2, stride: 2, from: p, name: u}}
+  - {concat: {from: [r, b, u]}}
+"""
+    n = net(text, poison=True)
+    assert not [s.name for s in n.plan.steps if s.name.startswith("concat")]
+    check(n)
+
+
 # ---- per-channel parameters of pointwise layers (prelu) in every kernel that applies them ----
 
 PARAM_EPILOGUES = {

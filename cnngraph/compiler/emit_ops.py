@@ -238,6 +238,7 @@ def emit_pool(module, k: PoolOp, symbol: str):
     fn, b = new_kernel(module, symbol)
     a = kernel_args(b, fn, k)
     src, dst = a["input"], a["output"]
+    in_blocks, in_offset = b.ptrtoint(a["in_blocks"], I64), b.ptrtoint(a["in_offset"], I64)
     p = k.pool
     ID, IH, IW = k.in_dims
     QD, QH, QW = p.out
@@ -267,7 +268,7 @@ def emit_pool(module, k: PoolOp, symbol: str):
         c = b.sdiv(r, i64(QD * QH))
         r2 = b.srem(r, i64(QD * QH))
         qd, qh = b.sdiv(r2, i64(QH)), b.srem(r2, i64(QH))
-        inp = b.fptr(src, b.imul(b.iadd(b.imul(n, cb), c), ID * IH * IW * VL))
+        inp = b.fptr(src, b.imul(b.iadd(b.iadd(b.imul(n, in_blocks), in_offset), c), ID * IH * IW * VL))
         out = b.fptr(dst, b.imul(b.iadd(b.imul(b.iadd(b.imul(n, cb), c), QD * QH), r2), QW * VL))
         d_lo, d_hi, d0 = taps(qd, 0)
         h_lo, h_hi, h0 = taps(qh, 1)

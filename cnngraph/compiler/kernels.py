@@ -412,14 +412,16 @@ class PoolOp(Kernel):
     in_dims: Dims
     pool: Pool
 
-    ARGS = (("input", IN), ("output", OUT))
+    # the input may be a channel slice of a larger tensor (U-Net's skip, written in its concat's slice)
+    ARGS = (("input", IN), ("output", OUT), ("in_blocks", CONST), ("in_offset", CONST))
 
     @property
     def name(self) -> str:
         return f"{self.pool.kind}pool"
 
     def expects(self, consts):
-        return {"input": Expect(self.c, math.prod(self.in_dims)), "output": Expect(self.c, math.prod(self.pool.out))}
+        return {"input": Expect(self.c, math.prod(self.in_dims), "blocked", consts["in_blocks"], consts["in_offset"]),
+                "output": Expect(self.c, math.prod(self.pool.out))}
 
     def items(self) -> int:
         return cblocks(self.c) * self.pool.out[0] * self.pool.out[1]

@@ -176,11 +176,19 @@ class _Lowerer(MoreLowerings):
         return tid
 
     # ---- storage decisions ----
-    def reads_views(self, reader: str) -> bool:
-        """Does the kernel of `reader` read a channel slice of a larger tensor (a view) as its input?
-        (A standalone per-channel affine does: DenseNet's batchnorm + relu on a prefix of the block.)"""
+    def reads_views(self, reader: str, value: str) -> bool:
+        """Does the kernel of `reader` read `value` where it is when that is a channel slice of a larger
+        tensor (a view)? A standalone per-channel affine (DenseNet's batchnorm + relu on a prefix of the
+        block), a standalone pool (U-Net's max-pool of the skip its concat holds) and a convolution do,
+        when `value` is their input."""
         g = self.group_of.get(reader)
-        return g is not None and g.nodes[0] == reader and isinstance(self.lowering(self.g.node(reader)), ChannelAffine)
+        if g is None or g.nodes[0] != reader:
+            return False
+        node = self.g.node(reader)
+        if tuple(node.inputs[:1]) != (value,) or value in node.inputs[1:]:
+            return False
+        low = self.lowering(node)
+        return isinstance(low, ChannelAffine | WindowReduce) or (isinstance(low, Convolution) and not self.gate_of(g))
 
     def inplace_concats(self) -> dict[str, tuple[str, int]]:
         """value -> (concat node, channel offset) for the inputs written in place: a conv step's output,
@@ -196,7 +204,7 @@ class _Lowerer(MoreLowerings):
             for v, off in zip(node.inputs, offs):
                 prod = self.group_of.get(v)
                 if (off % VL or node.inputs.count(v) != 1 or v == self.g.output or prod is None or prod.out != v
-                        or not all(r == node.name or self.reads_views(r) for r in self.readers.get(v, []))):
+                        or not all(r == node.name or self.reads_views(r, v) for r in self.readers.get(v, []))):
                     continue
                 first = self.g.node(prod.nodes[0])
                 conv = first.layer.category is Fusion.ANCHOR and len(first.in_shapes[0]) > 1
@@ -450,7 +458,9 @@ class _Lowerer(MoreLowerings):
         self.values[group.out] = out
 
     def pool(self, group, node, low: WindowReduce):
-        src = self.whole(self.blocked(node.inputs[0]), node.name)
+        src = self.blocked(node.inputs[0])  # may be a view: a channel slice of a larger tensor
+        if self.tensors[src].flat_of:
+            src = self.whole(src, node.name)
         self.values[group.out] = self.pool_tensor(group.nodes, src, low, as3d(node.out_shape[1:]))
 
     def pool_tensor(self, nodes, src: int, low: WindowReduce, dims) -> int:
@@ -461,7 +471,8 @@ class _Lowerer(MoreLowerings):
         if math.prod(dims) != math.prod(p.out):
             raise CompilerBug(f"a window reduction to {p.out} stored as {dims}")
         out = self.new_tensor(t.c, dims)
-        self.step(PoolOp(t.c, t.dims, p), nodes, input=TensorArg(src), output=TensorArg(out))
+        self.step(PoolOp(t.c, t.dims, p), nodes, input=TensorArg(src), output=TensorArg(out),
+                  in_blocks=ConstArg(t.total_blocks), in_offset=ConstArg(t.cb_off))
         return out
 
     def affine(self, group, node, low: ChannelAffine):
