@@ -1,6 +1,6 @@
 """A long differential fuzzing run: random nets (tests/netgen.py) compiled and compared with
 the float64 reference, counting instead of stopping at the first failure. Failing specs are
-written to fuzz-failures/ (shrink one with `pytest tests/test_fuzz.py` and keep it as a
+written to fuzz-failures/ as they are found (shrink one with `pytest tests/test_fuzz.py` and keep it as a
 regression case in tests/test_fuzz.py).
 
     python tools/fuzz.py 5000            # nets to try
@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     stats = collections.Counter()
     failures = []
+    out = pathlib.Path(args.out)
     start = time.perf_counter()
 
     @seed(args.seed)
@@ -51,7 +52,9 @@ def main(argv=None) -> int:
         except Exception as e:  # a crash of the compiler is a failure too, recorded with its type
             bad = f"{type(e).__name__}: {e}"
         stats["checked"] += 1
-        if bad:
+        if bad:  # written at once, so a long run's failures can be looked at while it goes on
+            out.mkdir(exist_ok=True)
+            (out / f"failure{len(failures):04d}.yaml").write_text(f"# {bad}\n{text}")
             failures.append((bad, text))
         if stats["checked"] % 250 == 0:
             print(f"{stats['checked']} nets, {len(failures)} failures, {time.perf_counter() - start:.0f} s",
@@ -61,10 +64,6 @@ def main(argv=None) -> int:
     print(f"checked {stats['checked']} random nets ({stats['invalid']} invalid specs skipped): "
           f"{len(failures)} mismatches or errors, in {time.perf_counter() - start:.0f} s")
     if failures:
-        out = pathlib.Path(args.out)
-        out.mkdir(exist_ok=True)
-        for i, (bad, text) in enumerate(failures):
-            (out / f"failure{i:04d}.yaml").write_text(f"# {bad}\n{text}")
         print(f"failing specs written to {out}/")
     return 1 if failures else 0
 
