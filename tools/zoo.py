@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 TOL = 1e-4
 EXCLUDED = ("vit_", "swin", "maxvit", "mvit", "swin3d")  # transformers
-INPUTS = {"inception_v3": (3, 299, 299)}
+INPUTS = {"inception_v3": (3, 299, 299), "s3d": (3, 16, 224, 224)}  # s3d's last pool is a 2x7x7 window
 FAMILY_INPUT = {"classification": (3, 224, 224), "segmentation": (3, 224, 224), "video": (3, 8, 112, 112)}
 
 
