@@ -171,6 +171,7 @@ class _Importer:
         self.consumed: set = set()  # nodes (by _key) imported as part of a region
         self.nodes = list(self.g.node)  # the walk's nodes: channels-last islands rewritten (see channels_first)
         self.views: dict[str, int] = {}  # channels-last views of activations -> their rank (during channels_first)
+        self.island_why: dict[str, str] = {}  # a channels-last view left as written -> why (for the refusal)
         self._readers: dict | None = None
 
     # ---- messages ----
@@ -438,7 +439,7 @@ class _Importer:
             for v in views[1:]:
                 parent[find(v)] = find(root)
             if any(self.views[v] != r for v in views) or any(i in acts and i not in self.views for i in ins):
-                bad.append(root)  # views of two ranks, or a view met with a channels-first activation
+                bad.append((root, f"read by {self.where(n)} together with other activations"))
                 continue
             if perm == channels_first_perm(r):  # back to channels-first: the island's value itself
                 rewritten[_key(n)] = [self.onnx.helper.make_node("Identity", [self.cf(ins[0])], [n.output[0]],
@@ -451,18 +452,26 @@ class _Importer:
                 if new is not None:
                     break
             if new is None:
-                bad.append(root)
+                bad.append((root, f"read by {self.where(n)}, which has no channels-first form"))
                 continue
             rewritten[_key(n)], member[_key(n)] = new, root
             for o in n.output:
                 if o:
                     self.views[o], parent[o] = r, find(root)
-        bad.extend(o.name for o in self.g.output if o.name in self.views)
-        refused = {find(t) for t in bad}
+        bad.extend((o.name, "the graph output") for o in self.g.output if o.name in self.views)
+        refused = {}
+        for t, why in bad:
+            refused.setdefault(find(t), why)
         out = []
         for n in nodes:
             k = _key(n)
-            out.extend(rewritten[k] if k in rewritten and find(member[k]) not in refused else [n])
+            if k not in rewritten or find(member[k]) not in refused:
+                out.extend(rewritten.get(k, [n]))
+            elif n.op_type == "Transpose" and n.output[0] == member[k]:  # an entry: why it stays a transpose
+                self.island_why[n.output[0]] = refused[find(member[k])]
+                out.append(n)
+            else:
+                out.append(n)
         self.views = {}
         return out
 
@@ -710,6 +719,11 @@ class _Importer:
         if own is not None:
             return own(node)
         handlers = _handlers().get(node.op_type)
+        why = self.island_why.get(node.output[0]) if node.output else None
+        if why is not None:
+            raise self.fail(node, f"moves the channels last, and the channels-last values are {why} (cnngraph "
+                                  f"imports a channels-last region as its channels-first equivalent where every "
+                                  f"operator in it has one)")
         if not handlers:
             raise self.fail(node, f"operator '{node.op_type}' is not supported on activations "
                                   f"(cnngraph imports {supported()})")
