@@ -421,8 +421,8 @@ class _Importer:
         rewritten, member, bad = {}, {}, []
         for n in nodes:
             ins = [i for i in n.input if i]
-            if n.output and not any(i in acts for i in ins) and all(i in self.const for i in ins) and \
-                    not all(o in self.const for o in n.output if o):
+            if n.output and n.domain in ("", "ai.onnx") and not any(i in acts for i in ins) and \
+                    all(i in self.const for i in ins) and not all(o in self.const for o in n.output if o):
                 self.fold(n)  # constants now (a bias behind an Identity), to be transposed for the twins
                 continue
             views = [i for i in ins if i in self.views]
