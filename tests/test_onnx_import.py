@@ -522,3 +522,42 @@ def test_reductions_over_the_batch_or_every_axis_are_refused():
     assert [ls.kind for ls in imp.spec.layers] == ["relu"]  # no axes and noop: the identity
 
 
+
+
+# ---- channels-last islands (see _Importer.channels_first) ----------------------------------------------
+
+def _island_3d(last="back"):
+    """Conv3d, then channels-last: MatMul + bias, Relu, Mul by a per-channel gamma, then (last) back."""
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c"], name="/stem/Conv"),
+             helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 4, 1]),
+             helper.make_node("MatMul", ["t", "w1"], ["m"], name="/fc/MatMul"),
+             helper.make_node("Add", ["b1", "m"], ["a"], name="/fc/Add"),
+             helper.make_node("Relu", ["a"], ["r"], name="/act/Relu"),
+             helper.make_node("Mul", ["r", "gamma"], ["g"], name="/gamma/Mul")]
+    if last == "back":
+        nodes.append(helper.make_node("Transpose", ["g"], ["y"], perm=[0, 4, 1, 2, 3]))
+    elif last == "softmax":
+        nodes += [helper.make_node("Softmax", ["g"], ["s"], name="/soft/Softmax", axis=-1),
+                  helper.make_node("Transpose", ["s"], ["y"], perm=[0, 4, 1, 2, 3])]
+    inits = {"w0": _rand(4, 3, 1, 1, 1), "w1": _rand(4, 6), "b1": _rand(6), "gamma": _rand(6) + 2}
+    return _model(nodes, ["N", 3, 2, 3, 4], nodes[-1].output[0], inits)
+
+
+def test_a_channels_last_island_of_rank_5_imports_channels_first():
+    """MatMul over the last axis is a 1x1x1 conv (the bias folds into it), Relu and the per-channel gamma
+    run on the channels-first twin."""
+    imp = _same_as_ort(_island_3d())
+    assert [(ls.kind, ls.name) for ls in imp.spec.layers] == [("conv", "stem"), ("conv", "fc"), ("relu", "act"),
+                                                              ("batchnorm", "gamma")]
+    assert imp.spec.layers[1].layer.kernel == 1
+
+
+def test_a_channels_last_island_that_does_not_end_channels_first_is_refused():
+    """A view read by an operator without a channels-first form (Softmax), or one that is the output,
+    leaves the island as written: the transpose is refused, naming it and the reader."""
+    with pytest.raises(InteropError, match=r"node 't' \(Transpose\): moves the channels last, and the channels-last "
+                                           r"values are read by node '/soft/Softmax' \(Softmax\), which has no "
+                                           r"channels-first form \(cnngraph imports .*\)$"):
+        import_onnx(_island_3d("softmax"))
+    with pytest.raises(InteropError, match=r"node 't' \(Transpose\): .*channels-last values are the graph output"):
+        import_onnx(_island_3d("output"))

@@ -327,22 +327,3 @@ def test_convnext_block_compiles_to_fused_kernels():
     x = np.random.default_rng(0).standard_normal((2, 3, 36, 36)).astype(np.float32)
     with torch.no_grad():
         _close(net(x), model(torch.from_numpy(x)).numpy())
-
-
-def test_channels_last_mlp_is_refused_naming_the_node():
-    """torchvision's CNBlock runs its MLP channels-last (Linear on the transposed tensor): the transposed
-    layer norm's output is read by a MatMul, which cnngraph does not import."""
-
-    class CNBlock(nn.Module):
-        def __init__(self, dim):
-            super().__init__()
-            self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
-            self.norm = nn.LayerNorm(dim, eps=1e-6)
-            self.fc = nn.Linear(dim, dim)
-
-        def forward(self, x):
-            return x + self.fc(self.norm(self.dw(x).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
-
-    with pytest.raises(InteropError, match=r"node '/norm/LayerNormalization' \(LayerNormalization\): .*channels-last "
-                                           r"of '.*', is used by node '/fc/MatMul' \(MatMul\)"):
-        import_onnx(_export(CNBlock(8), (8, 6, 6)))

@@ -216,6 +216,80 @@ def test_sizes_of_the_split_kinds_export_and_import_back():
     assert math.prod(cnngraph.load(back.spec).output_shape) == 15 * 9
 
 
+# ---- channels-last islands: x.permute(0, 2, 3, 1), layers over the last axis, .permute(0, 3, 1, 2) -----------
+
+
+class CNBlock(nn.Module):
+    """torchvision's ConvNeXt block, as written: depthwise 7x7, then channels-last LayerNorm, Linear, GELU,
+    Linear, back to channels-first, layer scale, residual."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(dim, dim, 7, padding=3, groups=dim), Permute([0, 2, 3, 1]),
+                                   nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, 4 * dim), nn.GELU(),
+                                   nn.Linear(4 * dim, dim), Permute([0, 3, 1, 2]))
+        self.layer_scale = nn.Parameter(torch.rand(dim, 1, 1) + 0.5)
+
+    def forward(self, x):
+        return self.layer_scale * self.block(x) + x
+
+
+class Permute(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+class ChannelsLastMLP1d(nn.Module):
+    """The original ConvNeXt's block on a sequence (rank 3): its gamma multiplies channels-last, and a
+    ReLU and a scalar product run on the transposed tensor too."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, 3, padding=1)
+        self.fc1, self.fc2 = nn.Linear(dim, 2 * dim), nn.Linear(2 * dim, dim)
+        self.gamma = nn.Parameter(torch.rand(dim) + 0.5)
+
+    def forward(self, x):
+        y = self.conv(x).permute(0, 2, 1)
+        y = self.fc2(F.relu(self.fc1(y)) * 0.5)
+        return x + (self.gamma * y).permute(0, 2, 1)
+
+
+def test_torchvision_convnext_block_imports_channels_first_without_copies():
+    """The channels-last island becomes layer_norm, 1x1 convs and a gelu on the channels-first tensor: the
+    transposes are gone (no copy), the biases and the layer scale folded into the convs."""
+    model = nn.Sequential(nn.Conv2d(3, 16, 2, 2), CNBlock(16), CNBlock(16))
+    imp, net = _check(model, (3, 12, 12), {"conv": 7, "layer_norm": 2, "gelu": 2, "add": 2})
+    assert {ls.kind for ls in imp.spec.layers} == {"conv", "layer_norm", "gelu", "add"}
+    assert [s.name for s in net.plan.steps][:5] == ["fused_conv2d", "fused_dwconv2d", "layer_norm",
+                                                    "fused_conv2d_gelu", "fused_conv2d_add"], net.plan.describe()
+    assert [ls.name for ls in imp.spec.layers][2:5] == ["1.block.2", "1.block.3", "1.block.4"]
+
+
+def test_a_channels_last_mlp_of_rank_3_with_a_channels_last_scale_imports():
+    _check(ChannelsLastMLP1d(8), (8, 10), {"conv": 3, "relu": 1, "add": 1})
+
+
+def test_a_channels_last_view_read_by_an_operator_without_a_channels_first_form_is_refused():
+    """Softmax over the channels-last axis has no rewrite: the island stays as written and the reader is
+    refused, naming it (never imported wrongly)."""
+    class SoftmaxLast(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm, self.fc = nn.LayerNorm(4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(self.norm(x.permute(0, 2, 3, 1))).softmax(-1).permute(0, 3, 1, 2)
+
+    with pytest.raises(cnngraph.CnnGraphError, match=r"node '/norm/LayerNormalization' \(LayerNormalization\): .*"
+                                                     r"channels-last .*is used by node '/fc/MatMul' \(MatMul\)"):
+        import_onnx(_export(SoftmaxLast(), (4, 3, 3)))
+
+
 # ---- transposed convolutions --------------------------------------------------------------------------------
 
 

@@ -27,6 +27,8 @@ CASES = [
     ("regnet_x_400mf", "classification", (3, 64, 64)),
     ("googlenet", "classification", (3, 64, 64)),
     ("r3d_18", "video", (3, 4, 32, 32)),
+    ("convnext_tiny", "classification", (3, 64, 64)),  # channels-last blocks, imported channels-first
+    ("lraspp_mobilenet_v3_large", "segmentation", (3, 64, 64)),  # the one segmentation model: Resize to the input
 ]
 
 

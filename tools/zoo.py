@@ -6,10 +6,11 @@ cnngraph, compiled, and compared with ONNX Runtime on the same model.
     python tools/zoo.py                          # every model
     python tools/zoo.py resnet18 efficientnet_b0 # some
     python tools/zoo.py --family segmentation --json zoo.json
+    python tools/zoo.py --max-params 100e6          # skip the largest (regnet_y_128gf: 644M, ~10 GB at peak)
 
 Prints one line per model: ok (with the largest relative difference from ONNX Runtime), or
 refused (the importer's one-line reason, naming the node and operator), or a mismatch, or an
-error. A model is ok when it matches within 1e-4 of the output's scale.
+error (or skipped, over --max-params). A model is ok when it matches within 1e-4 of the output's scale.
 
 torchvision 0.28 beside the CPU build of torch 2.13 needs its `nms` schemas defined before it
 imports (the models never call them): `import_torchvision()` does that.
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 TOL = 1e-4
 EXCLUDED = ("vit_", "swin", "maxvit", "mvit", "swin3d")  # transformers
-INPUTS = {"inception_v3": (3, 299, 299)}
+INPUTS = {"inception_v3": (3, 299, 299), "s3d": (3, 16, 224, 224)}  # s3d's last pool is a 2x7x7 window
 FAMILY_INPUT = {"classification": (3, 224, 224), "segmentation": (3, 224, 224), "video": (3, 8, 112, 112)}
 
 
@@ -104,12 +105,15 @@ def export(model, shape, path, opset: int = 17):
                       output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
 
 
-def run_one(tv, name: str, family: str, shape=None) -> dict:
+def run_one(tv, name: str, family: str, shape=None, max_params=None) -> dict:
     """Build, export, import, compile and check one model (shape: its input without the batch)."""
     shape = shape or INPUTS.get(name, FAMILY_INPUT[family])
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"{name}.onnx")
         model = build(tv, name, family)
+        n = sum(p.numel() for p in model.parameters())
+        if max_params is not None and n > max_params:
+            return {"status": "skipped", "why": f"{n:,} parameters, more than --max-params {max_params:,.0f}"}
         export(model, shape, path)
         del model
         return check(path)
@@ -143,6 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("models", nargs="*", help="model names (default: all of the chosen families)")
     ap.add_argument("--family", action="append", choices=tuple(FAMILY_INPUT), help="families (default: all)")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    ap.add_argument("--max-params", type=float, metavar="N", help="skip models with more parameters than N")
     args = ap.parse_args(argv)
     tv = import_torchvision()
     fams = families(tv)
@@ -150,14 +155,15 @@ def main(argv=None) -> int:
     results = {}
     for family, name in chosen:
         try:
-            r = run_one(tv, name, family)
+            r = run_one(tv, name, family, max_params=args.max_params)
         except Exception as e:  # a crash of ours or of the exporter, recorded and reported
             r = {"status": "error", "why": f"{type(e).__name__}: {e}".splitlines()[0],
                  "trace": traceback.format_exc(limit=3)}
         results[name] = {"family": family, **r}
         detail = f"{r['err']:.1e}" if "err" in r else r.get("why", "")
         print(f"{name:32s} {family:15s} {r['status']:9s} {detail}", flush=True)
-    counts = {s: sum(r["status"] == s for r in results.values()) for s in ("ok", "refused", "mismatch", "error")}
+    counts = {s: sum(r["status"] == s for r in results.values())
+              for s in ("ok", "refused", "mismatch", "error", "skipped")}
     print(f"\n{len(results)} models: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=2))

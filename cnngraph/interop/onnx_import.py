@@ -38,6 +38,7 @@ import numpy as np
 from .. import spec as _spec
 from ..errors import CnnGraphError, LayerError, clip, escape
 from ..layers import REGISTRY, Fusion, make
+from ..layers.layernorm import channels_first_perm, channels_last_perm
 from ..spec import INPUT
 from .common import InteropError, require_onnx
 from .onnx_export import HINT
@@ -76,6 +77,15 @@ def _handlers() -> dict:
 
 def _patterns() -> list:
     return [getattr(cls, name) for cls in REGISTRY.values() for name in cls.onnx_patterns]
+
+
+def _channels_last_handlers() -> dict:
+    """ONNX operator -> the `onnx_from_channels_last` of every layer kind that rewrites it on channels-last views."""
+    out: dict[str, list] = {}
+    for cls in REGISTRY.values():
+        for op in cls.onnx_channels_last_ops:
+            out.setdefault(op, []).append(cls.onnx_from_channels_last)
+    return out
 
 
 def supported() -> str:
@@ -159,6 +169,9 @@ class _Importer:
         self.init_names: dict[int, str] = {}  # id(array) -> initializer name (for layer names)
         self.static_batch: int | None = None
         self.consumed: set = set()  # nodes (by _key) imported as part of a region
+        self.nodes = list(self.g.node)  # the walk's nodes: channels-last islands rewritten (see channels_first)
+        self.views: dict[str, int] = {}  # channels-last views of activations -> their rank (during channels_first)
+        self.island_why: dict[str, str] = {}  # a channels-last view left as written -> why (for the refusal)
         self._readers: dict | None = None
 
     # ---- messages ----
@@ -339,8 +352,10 @@ class _Importer:
     def run(self):
         self.load_constants()
         self.input()
-        self.used = {i for n in self.g.node for i in n.input} | {o.name for o in self.g.output}
-        for node in self.g.node:
+        self.nodes = self.channels_first(self.nodes)
+        self._readers = None
+        self.used = {i for n in self.nodes for i in n.input} | {o.name for o in self.g.output}
+        for node in self.nodes:
             if _key(node) in self.consumed:  # a step of a pointwise region already imported as one layer
                 continue
             if node.domain not in ("", "ai.onnx"):
@@ -360,7 +375,8 @@ class _Importer:
             elif self.pattern_step(node):
                 pass
             elif all(i in self.const for i in ins):
-                self.fold(node)
+                if not all(o in self.const for o in node.output if o):  # else folded already
+                    self.fold(node)
             elif self.pointwise_region(node):
                 pass
             else:
@@ -378,6 +394,126 @@ class _Importer:
             raise InteropError(f"{self.source}: output '{out}' is the input itself; the model computes nothing")
         self.output = self.live[out].layer
         self.output_tensor = outs[0]
+
+    # ---- channels-last islands: x.permute(0, 2, 3, 1), layers over the last axis, .permute(0, 3, 1, 2) ----
+    def channels_first(self, nodes) -> list:
+        """`nodes` with every channels-last island written channels-first, before the walk. An island
+        begins at Transposes that move the channels of activations last and ends at Transposes that
+        move them back; each node between reads channels-last views (of one rank) and constants only
+        and has a channels-first equivalent: any elementwise operator (its constants transposed too),
+        or an operator a layer kind rewrites (`onnx_channels_last_ops`: torchvision ConvNeXt's Linear
+        over the channels is a MatMul, a 1x1 convolution channels-first). The views then never exist,
+        so nothing is copied. An island with any other reader, or whose view is the graph output, is
+        left as written (and refused where it is read, naming the node)."""
+        acts = {self.input_name}
+        for n in nodes:
+            if n.op_type not in ("Shape", "Size") and any(i in acts for i in n.input if i):
+                acts.update(o for o in n.output if o)
+        handlers = _channels_last_handlers()
+        parent: dict[str, str] = {}  # union-find over views: an island is a connected set of them
+
+        def find(t):
+            while parent[t] != t:
+                parent[t] = parent[parent[t]]
+                t = parent[t]
+            return t
+
+        rewritten, member, bad = {}, {}, []
+        for n in nodes:
+            ins = [i for i in n.input if i]
+            if n.output and n.domain in ("", "ai.onnx") and not any(i in acts for i in ins) and \
+                    all(i in self.const for i in ins) and not all(o in self.const for o in n.output if o):
+                self.fold(n)  # constants now (a bias behind an Identity), to be transposed for the twins
+                continue
+            views = [i for i in ins if i in self.views]
+            perm = list(self.attr(n, "perm", []) or []) if n.op_type == "Transpose" else []
+            if not views:
+                r = len(perm)
+                if r >= 3 and perm == channels_last_perm(r) and len(ins) == 1 and ins[0] in acts:
+                    out = n.output[0]
+                    self.views[out], parent[out] = r, out
+                    rewritten[_key(n)] = [self.channels_first_node(n, "Identity", ins)]
+                    member[_key(n)] = out
+                continue
+            root, r = views[0], self.views[views[0]]
+            for v in views[1:]:
+                parent[find(v)] = find(root)
+            if any(self.views[v] != r for v in views) or any(i in acts and i not in self.views for i in ins):
+                bad.append((root, f"read by {self.where(n)} together with other activations"))
+                continue
+            if perm == channels_first_perm(r):  # back to channels-first: the island's value itself
+                rewritten[_key(n)] = [self.onnx.helper.make_node("Identity", [self.cf(ins[0])], [n.output[0]],
+                                                                 name=n.name)]
+                member[_key(n)] = root
+                continue
+            new = self.pointwise_channels_first(n, r) if n.op_type in POINTWISE_OPS else None
+            for handler in handlers.get(n.op_type, ()) if new is None else ():
+                new = handler(self, n, r)
+                if new is not None:
+                    break
+            if new is None:
+                bad.append((root, f"read by {self.where(n)}, which has no channels-first form"))
+                continue
+            rewritten[_key(n)], member[_key(n)] = new, root
+            for o in n.output:
+                if o:
+                    self.views[o], parent[o] = r, find(root)
+        bad.extend((o.name, "the graph output") for o in self.g.output if o.name in self.views)
+        refused = {}
+        for t, why in bad:
+            refused.setdefault(find(t), why)
+        out = []
+        for n in nodes:
+            k = _key(n)
+            if k not in rewritten or find(member[k]) not in refused:
+                out.extend(rewritten.get(k, [n]))
+            elif n.op_type == "Transpose" and n.output[0] == member[k]:  # an entry: why it stays a transpose
+                self.island_why[n.output[0]] = refused[find(member[k])]
+                out.append(n)
+            else:
+                out.append(n)
+        self.views = {}
+        return out
+
+    @staticmethod
+    def cf(name: str) -> str:
+        """The channels-first twin of channels-last view `name` (a name no node of the model uses)."""
+        return f"{name}#channels_first"
+
+    def channels_first_node(self, node, op: str, inputs: list, **attrs):
+        """A channels-first node standing for `node` of a channels-last island: output 0 is the twin of
+        node's; the name is node's with the operator's part renamed ('/fc/MatMul' -> '/fc/Conv')."""
+        name = re.sub(rf"{re.escape(node.op_type)}(_\d+)?$", lambda m: op + (m.group(1) or ""), node.name)
+        return self.onnx.helper.make_node(op, inputs, [self.cf(node.output[0])], name=name, **attrs)
+
+    def channels_first_const(self, name: str, rank: int) -> str | None:
+        """Constant `name`, broadcast against a channels-last view of this rank, as the constant that
+        broadcasts the same against the channels-first twin (its own name where it is one value);
+        None when it is no such constant (an activation, batch-dependent, of higher rank)."""
+        arr = self.const.get(name)
+        if arr is None or name in self.batch_dep or np.ndim(arr) > rank:
+            return None
+        if np.size(arr) == 1:
+            return name
+        new = self.cf(name)
+        if new not in self.const:
+            full = np.reshape(arr, (1,) * (rank - np.ndim(arr)) + np.shape(arr))
+            self.const[new] = np.ascontiguousarray(np.transpose(full, channels_first_perm(rank)))
+        return new
+
+    def pointwise_channels_first(self, node, rank: int):
+        """An elementwise operator commutes with the transpose: the same node on the twins (and on its
+        constants transposed); None where an input is neither a view nor such a constant."""
+        new = self.onnx.NodeProto()
+        new.CopyFrom(node)  # attributes and cnngraph's export hints kept
+        del new.input[:], new.output[:]
+        for i in node.input:
+            mapped = "" if not i else self.cf(i) if i in self.views else self.channels_first_const(i, rank)
+            if mapped is None:
+                return None
+            new.input.append(mapped)
+        new.output.extend(self.cf(o) if o else "" for o in node.output)
+        return [new]
 
     # ---- cnngraph's own export of an even-size LRN: Mul(x, x) -> Conv/Gemm(band, k) -> Pow(beta) -> Div ----
     def unfinished(self, name, how) -> InteropError:
@@ -399,7 +535,7 @@ class _Importer:
             return False
         root = ins[0]
         region, inside = [], {root}
-        for n in self.g.node:  # nodes are in topological order: one pass grows the region
+        for n in self.nodes:  # nodes are in topological order: one pass grows the region
             if _key(n) in self.consumed or n.op_type not in POINTWISE_OPS or not any(i in inside for i in n.input):
                 continue
             if _key(n) != _key(node) and not region:
@@ -426,7 +562,7 @@ class _Importer:
             return False
         produced = {n.output[0] for n in region}
         keys = {_key(n) for n in region}
-        used_outside = {i for n in self.g.node if _key(n) not in keys for i in n.input} | {o.name for o in self.g.output}
+        used_outside = {i for n in self.nodes if _key(n) not in keys for i in n.input} | {o.name for o in self.g.output}
         leaving = [t for t in produced if t in used_outside]
         if len(leaving) != 1:
             return False
@@ -474,7 +610,7 @@ class _Importer:
         """The nodes that read `tensor` (for patterns that must see a value's whole use)."""
         if self._readers is None:
             self._readers = {}
-            for n in self.g.node:
+            for n in self.nodes:
                 for i in n.input:
                     self._readers.setdefault(i, []).append(n)
         return self._readers.get(tensor, [])
@@ -583,6 +719,11 @@ class _Importer:
         if own is not None:
             return own(node)
         handlers = _handlers().get(node.op_type)
+        why = self.island_why.get(node.output[0]) if node.output else None
+        if why is not None:
+            raise self.fail(node, f"moves the channels last, and the channels-last values are {why} (cnngraph "
+                                  f"imports a channels-last region as its channels-first equivalent where every "
+                                  f"operator in it has one)")
         if not handlers:
             raise self.fail(node, f"operator '{node.op_type}' is not supported on activations "
                                   f"(cnngraph imports {supported()})")

@@ -266,6 +266,7 @@ class Layer:
     onnx_imports: ClassVar[tuple[str, ...]] = ()  # ONNX operators whose nodes `from_onnx` may import
     onnx_patterns: ClassVar[tuple[str, ...]] = ()  # classmethods run on every node first: multi-node patterns
     onnx_hint: ClassVar[bool] = False  # record the spec's own attributes on the node (read back on import)
+    onnx_channels_last_ops: ClassVar[tuple[str, ...]] = ()  # operators `onnx_from_channels_last` rewrites
 
     def to_onnx(self, b, node, ins: list[str], weights) -> str:
         """Emit this layer's ONNX nodes with builder `b` (`b.node`, `b.init`); returns the output
@@ -286,6 +287,15 @@ class Layer:
             if value is not None:
                 attrs[ours] = imp.f32(value) if isinstance(value, float) else value
         imp.add_layer(node, cls.kind, attrs, [imp.x(node).layer])
+        return None
+
+    @classmethod
+    def onnx_from_channels_last(cls, imp, node, rank: int) -> list | None:
+        """`node` (one of `onnx_channels_last_ops`), reading channels-last views of rank `rank` (PyTorch's
+        x.permute(0, 2, 3, 1)), as channels-first ONNX nodes the walk imports: `imp.cf(name)` is a view's
+        channels-first twin, `imp.channels_first_node` makes the node standing for `node`. None where
+        this kind has no such rewrite (the island is then left as written); see
+        `_Importer.channels_first`."""
         return None
 
     # ---- PyTorch: the second oracle ----

@@ -87,7 +87,7 @@ class BatchNorm(Layer):
             raise imp.fail(node, f"{verb} a constant that is not finite")
         if op == "Div" and np.any(per == 0):
             raise imp.fail(node, "divides by a constant with zeros")
-        scale, shift = {"Add": (None, per), "Sub": (None, -per), "Mul": (per, None), "Div": (1.0 / per, None)}[op]
+        scale, shift = {"Add": (None, per), "Sub": (None, -per), "Mul": (per, None)}.get(op) or (1.0 / per, None)
         imp.affine(node, x, scale, shift)
         return None
 

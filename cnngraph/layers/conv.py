@@ -60,6 +60,7 @@ class Conv(Layer):
     )
 
     onnx_imports = ("Conv",)
+    onnx_channels_last_ops = ("MatMul",)
     onnx_hint = True
     examples = (({"out": 5, "kernel": 3, "padding": 1}, [(3, 11)]),
                 ({"out": 20, "kernel": 3, "stride": 2, "padding": [[0, 1], [1, 2]]}, [(17, 9, 10)]),
@@ -127,6 +128,17 @@ class Conv(Layer):
         attrs = imp.simplest("conv", attrs, [imp.hint(node, "conv")], x.shape)
         imp.add_layer(node, "conv", attrs, [x.layer], params, hint=imp.weight_hint(node, w))
         return None
+
+    @classmethod
+    def onnx_from_channels_last(cls, imp, node, rank):
+        """MatMul(view, W), W a constant (C, C'): a Linear over the channels of every position (torchvision
+        ConvNeXt's MLP, written channels-last), which is a 1x1 convolution of the channels-first twin."""
+        w = imp.const.get(node.input[1])
+        if node.input[0] not in imp.views or w is None or node.input[1] in imp.batch_dep or np.ndim(w) != 2:
+            return None
+        name = f"{node.input[1]}#conv1x1"
+        imp.const[name] = np.ascontiguousarray(np.asarray(w).T.reshape(w.shape[1], w.shape[0], *[1] * (rank - 2)))
+        return [imp.channels_first_node(node, "Conv", [imp.cf(node.input[0]), name], kernel_shape=[1] * (rank - 2))]
 
     def torch_fn(self, torch, in_shapes, params):
         F = torch.nn.functional

@@ -45,6 +45,7 @@ class LayerNorm(Layer):
                 ({"eps": 0.1}, [(40, 3, 3)]))
     onnx_imports = ("LayerNormalization",)
     onnx_patterns = ("onnx_channels_last", "onnx_decomposition")
+    onnx_channels_last_ops = ("LayerNormalization",)
 
     def op_name(self, in_shapes):
         return f"layer_norm{len(in_shapes[0]) - 1}d" if len(in_shapes[0]) > 1 else "layer_norm"
@@ -241,6 +242,25 @@ class LayerNorm(Layer):
             imp.alias(node, x)
             return True
         return False
+
+    @classmethod
+    def onnx_from_channels_last(cls, imp, node, rank):
+        """LayerNormalization over the last axis of a view inside a longer channels-last island (ConvNeXt's
+        block: norm, then its MLP): the twin moved channels-last again around it, Transpose ->
+        LayerNormalization -> Transpose, which onnx_channels_last imports as one layer (no copy)."""
+        used = {i for n in imp.nodes for i in n.input}
+        if not cls._last_axis(imp, node, rank) or any(o in used for o in node.output[1:]):
+            return None
+        h, out = imp.onnx.helper, node.output[0]
+        there = h.make_node("Transpose", [imp.cf(node.input[0])], [f"{out}#in"], name=f"{node.name}#channels_last",
+                            perm=channels_last_perm(rank))
+        norm = imp.onnx.NodeProto()
+        norm.CopyFrom(node)
+        norm.input[0], norm.output[0] = there.output[0], f"{out}#out"
+        del norm.output[1:]
+        back = h.make_node("Transpose", [norm.output[0]], [imp.cf(out)], name=f"{node.name}#channels_first",
+                           perm=channels_first_perm(rank))
+        return [there, norm, back]
 
     @staticmethod
     def _last_axis(imp, node, rank) -> bool:
