@@ -347,12 +347,12 @@ class _Lowerer(MoreLowerings):
             res = self.whole(self.values[residual], node.name)
         kern = ConvKernel(low.window.nd, cin, conv_in, plain, cout, groups, win.kernel, win.stride, win.dilation,
                           win.pad_lo, conv_out, epilogue, pool)
-        if kern.shares_cin:
-            kern = replace(kern, icb_at_run=True)
         weights, gated = self.weight(w, pack_conv), None
         if gate:  # the gate scales this sample's copy of the packed weights, a step before the conv
             kern, gated = self.gated_weights(kern, gate, w)
             weights = None
+        elif kern.shares_cin:  # (a gated conv's per-sample weights are sized by its input channels)
+            kern = replace(kern, icb_at_run=True)
         self.step(kern, group.all_nodes, input=TensorArg(src), weights=weights, sample_weights=gated,
                   bias=self.weight(pad_channels(b, cout)), residual=TensorArg(res) if res is not None else None,
                   output=TensorArg(out),

@@ -242,6 +242,8 @@ class HardSigmoid(_Elementwise):
     @classmethod
     def from_onnx(cls, imp, node):
         attrs = {"alpha": imp.f32(imp.attr(node, "alpha", 0.2)), "beta": imp.f32(imp.attr(node, "beta", 0.5))}
+        if attrs["alpha"] == imp.f32(1 / 6):  # PyTorch's 1/6 as ONNX's float32 attribute stores it
+            attrs["alpha"] = 1 / 6
         imp.add_layer(node, "hardsigmoid", attrs, [imp.x(node).layer])
         return None
 
