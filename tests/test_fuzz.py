@@ -95,6 +95,18 @@ layers: [relu, {add: {from: [relu1, relu1]}}, {add: {from: [relu1, add1]}}]
 """,
     # a layer nothing reads is not compiled
     "unread_layer": "input: [4, 6]\nlayers: [{conv: {name: a, out: 3, kernel: 3}}, {relu: {from: input}}]",
+    # a concat of a slice (a lazy selection, so gathered into a tensor of its own) nested in another concat:
+    # it was planned in place in the outer one, which then lacked its channels (caught by the verifier)
+    "gathered_concat_nested": """
+input: [8, 1, 1, 4]
+layers:
+  - {slice: {name: l0, part: 0, parts: 1}}
+  - {softmax: {name: l1, from: input}}
+  - {hardswish: {name: l2, from: input}}
+  - {concat: {name: l3, from: [l0, l1]}}
+  - {concat: {name: l5, from: [l2, l2, l3]}}
+  - {conv_transpose: {out: 32, kernel: 2, stride: 3, groups: depthwise, output_padding: [1, 1, 0]}}
+""",
 }
 
 

@@ -1,6 +1,7 @@
 """A long differential fuzzing run: random nets (tests/netgen.py) compiled and compared with
 the float64 reference, counting instead of stopping at the first failure. Failing specs are
-written to fuzz-failures/ as they are found (shrink one with `pytest tests/test_fuzz.py` and keep it as a
+written to fuzz-failures/ as they are found, and a net that kills the process is left there as
+current.yaml (shrink one with `pytest tests/test_fuzz.py` and keep it as a
 regression case in tests/test_fuzz.py).
 
     python tools/fuzz.py 5000            # nets to try
@@ -47,13 +48,16 @@ def main(argv=None) -> int:
         except cnngraph.SpecError:
             stats["invalid"] += 1
             return
+        out.mkdir(exist_ok=True)
+        current = out / "current.yaml"  # left behind if the process dies on this net
+        current.write_text(f"# batch {batch}, {threads} thread(s)\n{text}")
         try:
             bad = netgen.check_compiled(text, batch, threads)
         except Exception as e:  # a crash of the compiler is a failure too, recorded with its type
             bad = f"{type(e).__name__}: {e}"
+        current.unlink()
         stats["checked"] += 1
         if bad:  # written at once, so a long run's failures can be looked at while it goes on
-            out.mkdir(exist_ok=True)
             (out / f"failure{len(failures):04d}.yaml").write_text(f"# {bad}\n{text}")
             failures.append((bad, text))
         if stats["checked"] % 250 == 0:

@@ -208,7 +208,10 @@ class _Lowerer(MoreLowerings):
                     continue
                 first = self.g.node(prod.nodes[0])
                 conv = first.layer.category is Fusion.ANCHOR and len(first.in_shapes[0]) > 1
-                nested = first.layer.category is Fusion.CONCAT and first.out_shape[0] % VL == 0
+                # a concat of lazy selections is gathered into a tensor of its own (lower_more.concat_virtual)
+                nested = (first.layer.category is Fusion.CONCAT and first.out_shape[0] % VL == 0
+                          and first.name not in self.virtual_names
+                          and not any(i in self.virtual_names for i in first.inputs))
                 if conv or nested:
                     out[v] = (node.name, int(off))
         return out
