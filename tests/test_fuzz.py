@@ -107,6 +107,16 @@ layers:
   - {concat: {name: l5, from: [l2, l2, l3]}}
   - {conv_transpose: {out: 32, kernel: 2, stride: 3, groups: depthwise, output_padding: [1, 1, 0]}}
 """,
+    # a prelu fused into a transposed conv: its phases were given no slopes (a null pointer: SIGSEGV);
+    # the verifier now refuses a step without the arguments its code reads
+    "conv_transpose_prelu": """
+input: [18, 3, 3]
+layers:
+  - {conv_transpose: {out: 34, kernel: 3, stride: 2, dilation: 2, bias: false, output_padding: [1, 1]}}
+  - {prelu: {}}
+  - {conv_transpose: {out: 16, kernel: 2, stride: 2, groups: 2, padding: 1}}
+  - {prelu: {shared: true}}
+""",
 }
 
 

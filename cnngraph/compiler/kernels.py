@@ -68,6 +68,14 @@ class Kernel:
         """Work items per sample (per `unit` samples)."""
         raise NotImplementedError
 
+    def required(self) -> tuple[str, ...]:
+        """Arguments the native code reads that may not be absent: the per-channel parameters of the
+        pointwise layers it applies (a prelu's slopes), where it has any."""
+        ep = getattr(self, "epilogue", None)
+        ops = ep.ops if ep is not None else getattr(self, "acts", ())
+        takes = any(n == "act_params" for n, _ in self.args)
+        return ("act_params",) if takes and act_param_count(ops) else ()
+
     def code_key(self) -> Kernel:
         """The descriptor that determines the native code: steps whose kernels have the same key share
         one function (sizes the kernel takes at run time are left out of it)."""

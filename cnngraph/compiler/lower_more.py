@@ -97,6 +97,7 @@ class MoreLowerings:
         bias = self.weight(pad_channels(b, cout))
         aff = (self.weight(np.concatenate([pad_channels(affine.scale, cout), pad_channels(affine.shift, cout)]))
                if affine is not None else None)
+        act_params = self.act_params(group.nodes[1:], cout)  # a prelu's slopes, for every phase
         n_in = low.window.input
         for phase in itertools.product(*low.window.phases()):
             taps = [p.taps or (0,) for p in phase]  # no tap: one that reads nothing (pad past the input)
@@ -114,7 +115,7 @@ class MoreLowerings:
                       output=TensorArg(out), affine=aff, batch=BatchArg(),
                       out_blocks=ConstArg(self.tensors[out].total_blocks), out_offset=ConstArg(self.tensors[out].cb_off),
                       in_blocks=ConstArg(t.total_blocks if not plain else 0), in_offset=ConstArg(t.cb_off),
-                      in_icb=ConstArg(0))
+                      in_icb=ConstArg(0), act_params=act_params)
         self.macs += node.macs
         self.values[group.out] = out
 

@@ -31,6 +31,9 @@ def _check_args(plan: Plan, i: int):
     for name, role in s.kernel.args:
         if role == CONST and not isinstance(s.arg(name), ConstArg):
             _fail(plan, i, f"argument '{name}' must be a run-time integer")
+    for name in s.kernel.required():
+        if s.arg(name) is None:
+            _fail(plan, i, f"argument '{name}' is missing")
     try:
         expects = s.kernel.expects(s.consts())
     except ValueError as e:  # run-time sizes that contradict the kernel's descriptor
