@@ -30,20 +30,15 @@ from .base import (
     padding,
     per_dim,
     pos_int,
+    resolve_pads,
     spatial_input,
     uniform,
     window_count,
     window_matrix,
     window_taps,
 )
-from .conv import Conv
+from .conv import Conv, _groups
 from .lowering import TransposedConvolution
-
-
-def _groups(v):
-    if v == "depthwise":
-        return v
-    return pos_int(v, "a positive integer or 'depthwise'")
 
 
 class ConvTranspose(Layer):
@@ -80,29 +75,17 @@ class ConvTranspose(Layer):
         """(nd, kernel, stride, dilation, pads, output_padding) for this input."""
         nd = spatial_input(self, in_shape)
         k, s, d, op = (per_dim(self, n, nd) for n in ("kernel", "stride", "dilation", "output_padding"))
-        spatial = in_shape[1:]
-        p = self.padding
-        if p == "valid":
-            pads = ((0, 0),) * nd
-        elif p == "same":  # n * stride outputs, the odd one cropped at the end (ONNX's SAME_UPPER)
+        if self.padding == "same":  # n * stride outputs, the odd one cropped at the end (ONNX's SAME_UPPER)
             pads = []
-            for n, kk, ss, dd, o in zip(spatial, k, s, d, op):
+            for n, kk, ss, dd, o in zip(in_shape[1:], k, s, d, op):
                 total = (n - 1) * ss + (kk - 1) * dd + 1 + o - n * ss
                 if total < 0:
                     raise LayerError(f"padding 'same' needs {-total} more outputs than kernel {kk} and stride {ss} "
                                      f"make", attr="padding", hint="use a kernel of at least the stride")
                 pads.append((total // 2, total - total // 2))
             pads = tuple(pads)
-        elif isinstance(p, tuple):
-            if len(p) == 2 * nd and nd > 1 and all(isinstance(x, int) for x in p):
-                pads = tuple((p[i], p[i + nd]) for i in range(nd))
-            elif len(p) != nd:
-                raise LayerError(f"attribute 'padding': expected 1 or {nd} entries for a {nd}D input, got {len(p)}",
-                                 attr="padding")
-            else:
-                pads = tuple(x if isinstance(x, tuple) else (x, x) for x in p)
-        else:
-            pads = ((p, p),) * nd
+        else:  # the explicit forms and 'valid' as every windowed layer reads them
+            pads = resolve_pads(self, in_shape[1:], k, s, d)
         for i, (o, ss, dd) in enumerate(zip(op, s, d)):
             if o >= max(ss, dd):
                 raise LayerError(f"output_padding {o} along spatial dim {i} must be less than the stride {ss} or the "
@@ -113,16 +96,7 @@ class ConvTranspose(Layer):
         _, k, s, d, pads, op = self.geometry(in_shape)
         return TransposedWindow.of(in_shape[1:], k, s, d, pads, op)
 
-    def channels(self, in_shape) -> tuple[int, int, int]:
-        """(in, out, groups) with 'depthwise' and the default `out` resolved, checked."""
-        cin = in_shape[0]
-        groups = cin if self.groups == "depthwise" else self.groups
-        cout = self.out if self.out is not None else cin
-        if cin % groups:
-            raise LayerError(f"groups={groups} does not divide the {cin} input channels", attr="groups")
-        if cout % groups:
-            raise LayerError(f"groups={groups} does not divide the {cout} output channels", attr="groups")
-        return cin, cout, groups
+    channels = Conv.channels  # (in, out, groups): the same attributes, the same rule
 
     def op_name(self, in_shapes):
         return f"conv_transpose{spatial_input(self, in_shapes[0])}d"
