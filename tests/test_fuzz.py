@@ -117,6 +117,26 @@ layers:
   - {conv_transpose: {out: 16, kernel: 2, stride: 2, groups: 2, padding: 1}}
   - {prelu: {shared: true}}
 """,
+    # prelus after a standalone batchnorm and after a broadcasting merge: those kernels applied them
+    # without their slopes (TypeError at compile); each now reads its slopes per channel block
+    "batchnorm_prelu": """
+input: [20, 6, 9]
+layers:
+  - {batchnorm: {}}
+  - {prelu: {}}
+  - {elu: {}}
+  - {prelu: {}}
+  - {conv_transpose: {out: 12, kernel: [2, 1], dilation: 2, padding: [[1, 1], [3, 0]], groups: 2, output_padding: [0, 1]}}
+""",
+    "broadcast_mul_prelu": """
+input: [20, 6, 9]
+layers:
+  - {conv: {name: a, out: 20, kernel: 3, padding: 1}}
+  - {global_avgpool: {name: g}}
+  - {mul: {from: [a, g]}}
+  - {prelu: {}}
+  - {prelu: {shared: true}}
+""",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from llvmlite import ir
 
 from .irutil import VL, VecMath, apply_ops, i64, kernel_args, new_kernel, splat
-from .kernels import IN, OUT, WEIGHT, ConvKernel, Dims, Expect, Kernel, cblocks
+from .kernels import IN, OUT, WEIGHT, ConvKernel, Dims, Expect, Kernel, act_param_count, cblocks
 from .emit_conv import first_icb
 from .pack import pack_conv
 
@@ -37,7 +37,8 @@ class Broadcast(Kernel):
 
     @property
     def args(self):
-        return (("output", OUT),) + tuple((f"input{i}", IN) for i in range(len(self.inputs)))
+        return ((("output", OUT),) + tuple((f"input{i}", IN) for i in range(len(self.inputs)))
+                + (("act_params", WEIGHT),))
 
     @property
     def name(self) -> str:
@@ -81,6 +82,7 @@ def emit_broadcast(module, k: Broadcast, symbol: str):
                 off = b.iadd(off, b.imul(h, wi * VL))
             rows.append((b.fptr(p, off), wi > 1))
             splats.append(ci == 1 and k.c > 1)
+        act = [b.vload(a["act_params"], b.imul(b.iadd(c, i * cb), VL)) for i in range(act_param_count(k.acts))]
         keep = b.lane_mask(b.sub(i64(k.c), b.imul(c, VL))) if k.mask and k.c % VL else None
         with b.loop(0, W, name="w") as w:
             vals = []
@@ -90,7 +92,7 @@ def emit_broadcast(module, k: Broadcast, symbol: str):
             y = vals[0]
             for v in vals[1:]:
                 y = k.merge.combine(m, y, v)
-            y = apply_ops(m, k.acts, y)
+            y = apply_ops(m, k.acts, y, param=act.__getitem__)
             if keep is not None:
                 y = b.select(keep, y, splat(0.0))
             b.vstore(y, dst, b.imul(w, VL))

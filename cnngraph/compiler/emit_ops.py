@@ -349,12 +349,13 @@ def emit_affine(module, k: Affine, symbol: str):
     def body(n, c):
         scale = b.vload(aff, b.imul(c, VL))
         shift = b.vload(aff, b.iadd(b.imul(c, VL), b.imul(cb, VL)))
+        act = [b.vload(a["act_params"], b.imul(b.iadd(c, b.imul(cb, i)), VL)) for i in range(act_param_count(k.acts))]
         base = b.imul(b.iadd(b.imul(n, cb), c), k.spatial * VL)
         src_base = b.imul(b.iadd(b.iadd(b.imul(n, in_blocks), in_offset), c), k.spatial * VL)
         with b.loop(0, k.spatial, name="s") as s:
             off = b.iadd(base, b.imul(s, VL))
             x = b.vload(src, b.iadd(src_base, b.imul(s, VL)))
-            b.vstore(apply_ops(m, k.acts, b.fma(x, scale, shift)), dst, off)
+            b.vstore(apply_ops(m, k.acts, b.fma(x, scale, shift), param=act.__getitem__), dst, off)
 
     _items(b, fn, cb, body)
     b.ret_void()

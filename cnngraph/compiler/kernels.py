@@ -488,7 +488,7 @@ class Affine(Kernel):
     # the input may be a channel slice of a larger tensor: its blocks per sample and first block at run time;
     # so is the number of channel blocks, so batchnorms differing only in their channels share one function
     ARGS = (("input", IN), ("output", OUT), ("affine", WEIGHT), ("in_blocks", CONST), ("in_offset", CONST),
-            ("blocks", CONST))
+            ("blocks", CONST), ("act_params", WEIGHT))
 
     def code_key(self) -> Affine:
         return replace(self, c=0)

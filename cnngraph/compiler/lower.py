@@ -295,6 +295,16 @@ class _Lowerer(MoreLowerings):
     def prev(self, group, name):
         return group.nodes[group.nodes.index(name) - 1]
 
+    def acts_of(self, nodes) -> tuple[Act, ...]:
+        """The pointwise layers `nodes` as ops applied in registers, each with the slots of its
+        per-channel parameters in `act_params(nodes, c)`."""
+        acts, slot = [], 0
+        for name in nodes:
+            pw = self.lowering(self.g.node(name))
+            acts.append(Act(pw.layer, tuple(n for n, _ in pw.params), slot))
+            slot += len(pw.params)
+        return tuple(acts)
+
     def act_params(self, nodes, c: int) -> WeightArg | None:
         """The per-channel parameters of the pointwise layers among `nodes` (c channels each), padded
         to whole blocks and concatenated in their slots' order (see kernels.Act); None if there are none."""
@@ -447,11 +457,7 @@ class _Lowerer(MoreLowerings):
             return self.broadcast(group, node, low)  # lower_more.py
         ins = [self.whole(self.blocked(i), node.name) for i in node.inputs]
         merge = low.layer if isinstance(low, Merge) else None
-        acts, slot = [], 0
-        for n in group.nodes[1 if merge else 0:]:
-            pw = self.lowering(self.g.node(n))
-            acts.append(Act(pw.layer, tuple(name for name, _ in pw.params), slot))
-            slot += len(pw.params)
+        acts = self.acts_of(group.nodes[1 if merge else 0:])
         c, dims = node.out_shape[0], as3d(node.out_shape[1:])
         out = self.new_tensor(c, dims)
         kern = Eltwise(len(ins), c, math.prod(dims), tuple(acts), merge)
@@ -485,10 +491,10 @@ class _Lowerer(MoreLowerings):
             src = self.whole(src, node.name)
         out = self.new_tensor(t.c, t.dims)
         sc = np.concatenate([pad_channels(low.scale, t.c), pad_channels(low.shift, t.c)])
-        acts = tuple(Act(self.lowering(self.g.node(n)).layer) for n in group.nodes[1:])
+        acts = self.acts_of(group.nodes[1:])
         self.step(Affine(t.c, t.spatial, node.kind, acts), group.nodes, input=TensorArg(src), output=TensorArg(out),
                   affine=self.weight(sc), in_blocks=ConstArg(t.total_blocks), in_offset=ConstArg(t.cb_off),
-                  blocks=ConstArg(cblocks(t.c)))
+                  blocks=ConstArg(cblocks(t.c)), act_params=self.act_params(group.nodes[1:], t.c))
         self.values[group.out] = out
 
     def channel(self, group, node, low: ChannelReduction):

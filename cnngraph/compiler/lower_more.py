@@ -40,12 +40,13 @@ class MoreLowerings:
     def broadcast(self, group, node, low):
         """A merge whose operands broadcast (or whose result needs its padding lanes cleared)."""
         ins = [self.whole(self.blocked(i), node.name) for i in node.inputs]
-        acts = tuple(Act(self.lowering(self.g.node(n)).layer) for n in group.nodes[1:])
+        acts = self.acts_of(group.nodes[1:])
         c, dims = node.out_shape[0], as3d(node.out_shape[1:])
         shapes = tuple((s[0], as3d(s[1:])) for s in node.in_shapes)
         out = self.new_tensor(c, dims)
         kern = Broadcast(low.layer, c, dims, shapes, acts, mask=not low.finite)
-        self.step(kern, group.nodes, output=TensorArg(out), **{f"input{i}": TensorArg(t) for i, t in enumerate(ins)})
+        self.step(kern, group.nodes, output=TensorArg(out), **{f"input{i}": TensorArg(t) for i, t in enumerate(ins)},
+                  act_params=self.act_params(group.nodes[1:], c))
         self.values[group.out] = out
 
     # ---- squeeze-and-excitation: a gate folded into the weights of the conv that reads the gated tensor ----
