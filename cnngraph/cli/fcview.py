@@ -8,7 +8,6 @@ import os
 import re
 import sys
 
-import numpy as np
 
 from .. import fcview, load
 from ..errors import CnnGraphError

@@ -16,7 +16,7 @@ from typing import Any
 
 from llvmlite import ir
 
-from .irutil import VL, VecMath, apply_ops, i64, kernel_args, new_kernel, splat
+from .irutil import VL, VecMath, apply_ops, block_rows, i64, kernel_args, new_kernel, splat
 from .kernels import IN, OUT, WEIGHT, ConvKernel, Dims, Expect, Kernel, act_param_count, cblocks
 from .emit_conv import first_icb
 from .pack import pack_conv
@@ -61,14 +61,8 @@ def emit_broadcast(module, k: Broadcast, symbol: str):
     m = VecMath(b)
     D, H, W = k.dims
     cb = cblocks(k.c)
-    _, start, end = fn.args
 
-    with b.loop(start, end, name="item") as item:
-        per = cb * D * H
-        n, r = b.sdiv(item, i64(per)), b.srem(item, i64(per))
-        c = b.sdiv(r, i64(D * H))
-        r2 = b.srem(r, i64(D * H))
-        d, h = b.sdiv(r2, i64(H)), b.srem(r2, i64(H))
+    def row(n, c, d, h, r2):
         dst = b.fptr(out, b.iadd(b.imul(b.iadd(b.imul(n, cb), c), D * H * W * VL), b.imul(r2, W * VL)))
         rows, splats = [], []
         for p, (ci, (di, hi, wi)) in zip(ins, k.inputs):
@@ -96,6 +90,8 @@ def emit_broadcast(module, k: Broadcast, symbol: str):
             if keep is not None:
                 y = b.select(keep, y, splat(0.0))
             b.vstore(y, dst, b.imul(w, VL))
+
+    block_rows(b, fn, cb, D, H, row)
     b.ret_void()
 
 

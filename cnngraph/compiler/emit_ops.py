@@ -19,6 +19,7 @@ from .irutil import (
     VecMath,
     apply_ops,
     as_value,
+    block_rows,
     i64,
     kernel_args,
     new_kernel,
@@ -264,10 +265,7 @@ def emit_pool(module, k: PoolOp, symbol: str):
         hi = b.imin(hi, p.kernel[d])
         return lo, b.imax(hi, lo), base
 
-    def body(n, r):
-        c = b.sdiv(r, i64(QD * QH))
-        r2 = b.srem(r, i64(QD * QH))
-        qd, qh = b.sdiv(r2, i64(QH)), b.srem(r2, i64(QH))
+    def body(n, c, qd, qh, r2):
         inp = b.fptr(src, b.imul(b.iadd(b.iadd(b.imul(n, in_blocks), in_offset), c), ID * IH * IW * VL))
         out = b.fptr(dst, b.imul(b.iadd(b.imul(b.iadd(b.imul(n, cb), c), QD * QH), r2), QW * VL))
         d_lo, d_hi, d0 = taps(qd, 0)
@@ -293,7 +291,7 @@ def emit_pool(module, k: PoolOp, symbol: str):
                 y = b.fmul(y, b.bcast(f))
             b.vstore(y, out, b.imul(qw, VL))
 
-    _items(b, fn, k.items(), body)
+    block_rows(b, fn, cb, QD, QH, body)
     b.ret_void()
 
 
@@ -433,8 +431,6 @@ def emit_channel_op(module, k: ChannelOp, symbol: str):
         raise CompilerBug(f"{symbol}: a collapsing channel reduction has windowed statistics")
     m = VecMath(b)
     acc = b.vslot()
-    v64 = ir.VectorType(I64, VL)
-    lanes64 = ir.Constant(v64, list(range(VL)))
 
     def body(n, s):
         base = b.fptr(src, b.iadd(b.imul(n, cb * S * VL), b.imul(s, VL)))
@@ -521,10 +517,7 @@ def emit_pad(module, k: PadOp, symbol: str):
     OD, OH, OW = k.out_dims
     fill = splat(k.value)
 
-    def body(n, r):
-        c = b.sdiv(r, i64(OD * OH))
-        r2 = b.srem(r, i64(OD * OH))
-        od, oh = b.sdiv(r2, i64(OH)), b.srem(r2, i64(OH))
+    def body(n, c, od, oh, r2):
         id_, ih = b.sub(od, i64(k.pad_lo[0])), b.sub(oh, i64(k.pad_lo[1]))
         row_ok = b.and_(b.in_range(id_, 0, ID), b.in_range(ih, 0, IH))
         inp = b.fptr(src, b.imul(b.iadd(b.imul(b.iadd(b.imul(n, cb), c), ID * IH), b.iadd(b.imul(id_, IH), ih)),
@@ -539,7 +532,7 @@ def emit_pad(module, k: PadOp, symbol: str):
                 with other:
                     b.vstore(fill, out, b.imul(ow, VL))
 
-    _items(b, fn, k.items(), body)
+    block_rows(b, fn, cb, OD, OH, body)
     b.ret_void()
 
 

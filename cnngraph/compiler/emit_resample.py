@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from .emit_ops import _transpose16
-from .irutil import F32, I64, VL, i64, kernel_args, new_kernel, splat
+from .irutil import F32, I64, VL, block_rows, i64, kernel_args, new_kernel, splat
 from .kernels import IN, OUT, Dims, Expect, Kernel, cblocks
 
 
@@ -78,13 +78,7 @@ def emit_resample(module, k: ResampleOp, symbol: str):
     def at(table, i, ty):
         return b.load(b.gep(table, [i64(0), i], inbounds=True), typ=ty)
 
-    _, start, end = fn.args
-    with b.loop(start, end, name="item") as item:
-        per = cb * OD * OH
-        n, r = b.sdiv(item, i64(per)), b.srem(item, i64(per))
-        c = b.sdiv(r, i64(OD * OH))
-        r2 = b.srem(r, i64(OD * OH))
-        od, oh = b.sdiv(r2, i64(OH)), b.srem(r2, i64(OH))
+    def row(n, c, od, oh, r2):
         x_c = b.fptr(src, b.imul(b.iadd(b.imul(n, cb), c), ID * IH * IW * VL))
         if k.out_plain:  # channel c * 16's plane, this row
             plane = OD * OH * OW
@@ -151,6 +145,8 @@ def emit_resample(module, k: ResampleOp, symbol: str):
         else:
             with b.loop(0, OW, name="ow") as ow:
                 b.vstore(pixel(ow), y_row, b.imul(ow, VL))
+
+    block_rows(b, fn, cb, OD, OH, row)
     b.ret_void()
 
 

@@ -248,6 +248,17 @@ class Builder(ir.IRBuilder):
         self.position_at_end(end)
 
 
+def block_rows(b: Builder, fn, blocks: int, D: int, H: int, body):
+    """for item in [start, end) of kernel `fn`, items (n, channel block, d, h) over `blocks` channel blocks
+    of D x H rows: body(n, c, d, h, row), row = d * H + h the row within its channel block."""
+    _, start, end = fn.args
+    with b.loop(start, end, name="item") as item:
+        per = blocks * D * H
+        n, r = b.sdiv(item, i64(per)), b.srem(item, i64(per))
+        c, row = b.sdiv(r, i64(D * H)), b.srem(r, i64(D * H))
+        body(n, c, b.sdiv(row, i64(H)), b.srem(row, i64(H)), row)
+
+
 def _never_nan(v) -> bool:
     """v is a constant vector without NaN lanes (so max/min need not test it)."""
     if not (isinstance(v, ir.Constant) and isinstance(v.type, ir.VectorType) and isinstance(v.constant, list)):

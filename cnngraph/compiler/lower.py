@@ -22,7 +22,6 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ..errors import CnnGraphError
 from ..layers.base import Fusion
 from ..layers.lowering import (
     Chain,

@@ -16,7 +16,7 @@ from ..layers.lowering import ChannelSelect, Concat, Resample, TransposedConvolu
 from .emit_broadcast import Broadcast, GateWeights, pack_for_gate
 from .emit_channels import ChannelGather
 from .emit_resample import ResampleOp
-from .kernels import VL, Act, ConvKernel, Epilogue
+from .kernels import VL, ConvKernel, Epilogue
 from .pack import as3d, pack_conv, pad_channels
 from .plan import BatchArg, ConstArg, TensorArg
 
