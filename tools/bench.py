@@ -7,8 +7,10 @@ weights, with 1 and 2 threads and batch 1 and 8; every output is checked against
     python tools/bench.py --quick                  # batch 1, shorter timing
     python tools/bench.py resnet50 --peers ort,ov  # some peers (ort, ov, ov-f32, torch)
 
-Prints milliseconds (the median of several runs), our GFLOP/s (2 x MACs / time) and, per peer,
-its time and the ratio peer time / our time (above 1: cnngraph is faster). `err` is the largest
+Prints milliseconds, our GFLOP/s (2 x MACs / time) and, per peer, its time and the ratio peer
+time / our time (above 1: cnngraph is faster). Ours and the peers are timed in alternating rounds
+(`--rounds`), each a median of runs; times are the medians over the rounds and a ratio is the
+median of the rounds' ratios, so that a shared machine's drifts hit both sides alike. `err` is the largest
 difference from the reference relative to the output's scale: the numpy reference where it takes
 seconds, else ONNX Runtime's f32 output (itself checked against numpy in the tests).
 """
@@ -68,6 +70,13 @@ layers:
   - batchnorm: {name: bn}
   - add: {from: [bn, input]}
 """),
+    # pointwise convs as GEMMs: ConvNeXt's MLP (stage 3) and ResNet-50's bottleneck expansion (stage 1)
+    "p1": ("1x1 384->1536 @14 +gelu (ConvNeXt MLP)",
+           "input: [384, 14, 14]\nlayers: [{conv: {out: 1536, kernel: 1}}, gelu]"),
+    "p2": ("1x1 64->256 @56 +relu (ResNet-50)",
+           "input: [64, 56, 56]\nlayers: [{conv: {out: 256, kernel: 1}}, relu]"),
+    "p3": ("1x1 768->3072 @7 (ConvNeXt MLP, stage 4)",
+           "input: [768, 7, 7]\nlayers: [{conv: {out: 3072, kernel: 1}}]"),
     "ct": ("conv_transpose 4x4 s2 64->32 @28 +relu",
            "input: [64, 28, 28]\nlayers: [{conv_transpose: {out: 32, kernel: 4, stride: 2, padding: 1}}, relu]"),
     "cu": ("conv_transpose 2x2 s2 128->64 @28 (U-Net)",
@@ -157,6 +166,21 @@ def median_time(fn, x, min_time=0.3, min_runs=5, max_runs=200):
     return float(np.median(times))
 
 
+def interleaved(ours, peers: dict, x, rounds: int, min_time: float):
+    """Our median time, each peer's, and each peer's ratio (its time / ours), measured in `rounds`
+    alternating rounds (ours, then each peer) so that the machine's slow drifts hit both sides alike:
+    the times are the medians of the rounds' medians, a ratio the median of the rounds' ratios.
+    Each measurement starts after a pause: a peer's thread pool may keep spinning for a while."""
+    ts: dict = {None: []} | {p: [] for p in peers}
+    for _ in range(rounds):
+        for p, fn in [(None, ours), *peers.items()]:
+            time.sleep(0.1)
+            ts[p].append(median_time(fn, x, min_time))
+    mine = float(np.median(ts[None]))
+    return (mine, {p: float(np.median(ts[p])) for p in peers},
+            {p: float(np.median([t / o for t, o in zip(ts[p], ts[None])])) for p in peers})
+
+
 def fmt_ms(t):
     return f"{'-':>8}" if t is None else (f"{t * 1e3:8.3f}" if t < 10 else f"{t * 1e3:8.1f}")
 
@@ -182,6 +206,8 @@ def main(argv=None):
     ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated peers (default: {','.join(PEERS)})")
     ap.add_argument("--threads", default="1,2", help="thread counts (default: 1,2)")
     ap.add_argument("--batch", default=None, help="batch sizes (default: 1,8; 1 with --quick)")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of ours and the peers; times are "
+                                                          "medians over them (default: 5; 2 with --quick)")
     args = ap.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
     unknown = [p for p in peers if p not in MAKERS]
@@ -190,7 +216,9 @@ def main(argv=None):
     cases = args.cases or [*MICRO, *NETS]
     threads = [int(t) for t in args.threads.split(",")]
     batches = [int(b) for b in (args.batch or ("1" if args.quick else "1,8")).split(",")]
-    min_time = 0.1 if args.quick else 0.3
+    min_time = 0.05 if args.quick else 0.1
+    if args.quick and "--rounds" not in (argv if argv is not None else sys.argv):
+        args.rounds = 2
     print(f"cnngraph bench  cpu: {os.cpu_count()} cores; times are medians; ratio = peer time / our time "
           f"(> 1: cnngraph is faster)\n")
     width = max([len(f"({k}) {t}") for k, (t, _) in MICRO.items()] + [len(c) for c in NETS]) + 1
@@ -214,29 +242,28 @@ def main(argv=None):
             for th in threads:
                 for n in batches:
                     x = np.random.default_rng(n).standard_normal((n, *graph.input_shape)).astype(np.float32)
-                    # ours first: a peer's thread pool may keep spinning on the cores for a while after its runs
-                    t_ours = median_time(nets[th], x, min_time)
                     ours = nets[th](x)
                     ref = oracle.run(graph, x.astype(np.float64), weights) if macs * n <= REFERENCE_LIMIT else None
-                    row = f"{title:<{width}}{th:>4}{n:>3} {fmt_ms(t_ours)} {2 * macs * n / t_ours / 1e9:8.1f}"
-                    errs = []
+                    fns, errs = {}, []
                     for p in peers:
                         fn = MAKERS[p](model_path, graph, weights, th)
-                        if fn is None:
+                        if fn is not None:
+                            y = fns[p] = fn, fn(x)
+                            if ref is None and p == "ort":
+                                ref = y[1].astype(np.float64)
+                            errs.append((p, y[1]))
+                    t_ours, t_peer, ratios = interleaved(nets[th], {p: f for p, (f, _) in fns.items()}, x,
+                                                         args.rounds, min_time)
+                    row = f"{title:<{width}}{th:>4}{n:>3} {fmt_ms(t_ours)} {2 * macs * n / t_ours / 1e9:8.1f}"
+                    for p in peers:
+                        if p not in fns:
                             row += f" {'-':>10} {'-':>6}"
                             continue
-                        y = fn(x)
-                        if ref is None and p == "ort":
-                            ref = y.astype(np.float64)
-                        t_p = median_time(fn, x, min_time)
-                        del fn
-                        time.sleep(0.2)
-                        ratio = t_p / t_ours
-                        errs.append((p, y))
-                        key = p
-                        if key not in worst or ratio < worst[key][0]:
-                            worst[key] = (ratio, case, th, n)
-                        row += f" {fmt_ms(t_p):>10} {ratio:6.2f}"
+                        ratio = ratios[p]
+                        if p not in worst or ratio < worst[p][0]:
+                            worst[p] = (ratio, case, th, n)
+                        row += f" {fmt_ms(t_peer[p]):>10} {ratio:6.2f}"
+                    del fns
                     err_ours = rel_err(ours, ref) if ref is not None else float("nan")
                     err_peers = max((rel_err(y, ref) for _, y in errs), default=float("nan")) \
                         if ref is not None else float("nan")
