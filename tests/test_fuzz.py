@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cnngraph
+from cnngraph import oracle
 from cnngraph.layers import REGISTRY
 import netgen  # tests/ is on sys.path (pytest prepends it)
 
@@ -137,7 +139,32 @@ layers:
   - {prelu: {}}
   - {prelu: {shared: true}}
 """,
+    # x / batchnorm(x) near a zero of the batchnorm: float32 cannot be exact there (the folded x * s + t differs
+    # from (x - mean) / std * gamma + beta by 5e-4 of the output); the check allows what rounding can move
+    "division_by_a_cancelling_batchnorm": """
+input: [5, 23]
+layers:
+  - {relu: {name: l1}}
+  - {batchnorm: {name: l2, from: input}}
+  - {hardsigmoid: {name: l3, from: l1}}
+  - {div: {name: l4, from: [l3, l2]}}
+  - {maxpool: {name: l5, kernel: [3], ceil_mode: true, padding: [[4, 2]], dilation: [2]}}
+""",
 }
+
+
+def test_the_rounding_allowance_does_not_hide_a_wrong_answer():
+    """The allowance for ill-conditioned outputs is what float32 rounding of the input and weights moves
+    the float64 reference: on an ordinary net it is tiny, so an error of 1e-3 of the output still fails."""
+    text = "input: [4, 9]\nlayers: [{conv: {out: 6, kernel: 3}}, batchnorm, relu, {div: {from: [relu1, conv1]}}]"
+    graph = cnngraph.load(text)
+    w = netgen.random_weights(graph, 0)
+    x = np.random.default_rng(1).standard_normal((2, *graph.input_shape))
+    want = oracle.run(graph, x, w)
+    slack = netgen.rounding_sensitivity(graph, x, w, want)
+    assert netgen.mismatch(want.astype(np.float32), want, slack=slack) is None
+    wrong = (want + 1e-3 * np.abs(want).max()).astype(np.float32)
+    assert netgen.mismatch(wrong, want, slack=slack) is not None
 
 
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))
