@@ -10,8 +10,10 @@ Fusion rule (each layer declares its `Fusion` category; nothing is guessed from 
     ELEMWISE  activations, applied to the accumulators in registers, in order;
     MERGE     a two-input merge (add, mul, sub) of operands of one shape whose other operand
               is computed before the group (conv only, one): a residual read in the epilogue;
-    POOL      one max/avg pool (conv only): reduced in registers, the pre-pool
-              tensor is never stored; nothing but identities follows it;
+    POOL      one max/avg pool (conv only) whose windows do not overlap along D and H:
+              reduced in registers, the pre-pool tensor is never stored; nothing but
+              identities follows it (overlapping rows would be computed once per window:
+              a 3x3 stride-2 pool costs its conv 1.5x, more than storing and re-reading);
     FREE      identity layers (dropout) cost nothing; flatten ends the chain.
   Linear anchors take folds and activations only, and so do transposed convolutions
   (each output phase is its own kernel: a pool or residual would span them).
@@ -55,6 +57,12 @@ def live_nodes(graph) -> list:
 
 def _is_identity(node) -> bool:
     return node.layer.category is Fusion.FREE and isinstance(node.layer.lower(list(node.in_shapes), {}), Identity)
+
+
+def overlaps_rows(low) -> bool:
+    """A window reduction whose windows share conv rows (along D or H) between pooled rows."""
+    w = low.window.as3d()
+    return any(w.out[d] > 1 and w.stride[d] < (w.kernel[d] - 1) * w.dilation[d] + 1 for d in (0, 1))
 
 
 class _Fuser:
@@ -136,7 +144,11 @@ class _Fuser:
                 return f"{what}: its other operand is not computed before this convolution"
             return ""
         if cat is Fusion.POOL:
-            return "" if is_conv else f"{what}: only convolutions fuse a pool"
+            if not is_conv:
+                return f"{what}: only convolutions fuse a pool"
+            if overlaps_rows(self.lowering(nxt)):
+                return f"{what}: its windows overlap along rows (fused, the conv would compute them twice)"
+            return ""
         return f"{'an' if nxt.op[:1] in 'aeiou' else 'a'} {nxt.op} runs as a kernel of its own"
 
     def standalone(self, node):
