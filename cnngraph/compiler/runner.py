@@ -28,6 +28,7 @@ from .kernels import ConvKernel
 NET_RUN = "net_run"
 SPIN_WAIT = "spin_wait"
 CHUNKS_PER_SHARE = 8  # each thread's share of a step is handed out in about this many pieces
+COUNTER_WORDS = 8  # each atomic counter on a 64-byte cache line of its own (no false sharing between threads)
 NET_TYPE = ir.FunctionType(VOID, [PTR, I64, I64, I64])
 MAX_ARGS_ALLOCA = 256  # the argument array on the runner's stack, in pointers
 
@@ -45,14 +46,15 @@ def _shared_step(b: Builder, kernel, argv, items, counters, tid, nthreads):
     chunks from the others' shares. Then it waits until every item is done. A thread that is
     descheduled or starts late costs nothing: the others finish its share.
 
-    counters: [items done, next chunk of share 0, ..., next chunk of share nthreads-1].
+    counters: [items done, next chunk of share 0, ..., next chunk of share nthreads-1], each
+    COUNTER_WORDS apart.
     """
     done_ptr = counters
     share = b.sdiv(b.add(items, b.sub(nthreads, i64(1))), nthreads)
     chunk = b.imax(b.sdiv(share, i64(CHUNKS_PER_SHARE)), i64(1))
     with b.loop(0, nthreads, name="victim") as k:
         u = b.srem(b.add(tid, k), nthreads)
-        next_ptr = b.gep(counters, [b.add(u, i64(1))], inbounds=True, source_etype=I64)
+        next_ptr = b.gep(counters, [b.mul(b.add(u, i64(1)), i64(COUNTER_WORDS))], inbounds=True, source_etype=I64)
         lo_u = b.imin(b.mul(u, share), items)
         hi_u = b.imin(b.add(lo_u, share), items)
         grab = b.append_basic_block("grab")
@@ -123,8 +125,8 @@ def emit_runner() -> str:
         items = b.mul(b.sdiv(b.add(n, b.sub(unit, i64(1))), unit), word(rec, STEP.index("items")))
         with b.if_else(b.icmp_signed(">", nthreads, i64(1))) as (shared, alone):
             with shared:
-                counters = b.gep(step_counters, [b.mul(s, b.add(nthreads, i64(1)))], inbounds=True,
-                                 source_etype=I64)
+                counters = b.gep(step_counters, [b.mul(s, b.mul(b.add(nthreads, i64(1)), i64(COUNTER_WORDS)))],
+                                 inbounds=True, source_etype=I64)
                 _shared_step(b, kernel, argv, items, counters, tid, nthreads)
             with alone:
                 b.call(kernel, [argv, i64(0), items])

@@ -29,12 +29,20 @@ from ..oracle import real_array
 from . import jit
 from .abi import CONTEXT, ArgKind, step_table
 from .plan import INPUT_T, OUTPUT_T, BatchArg, ConstArg, Plan, TensorArg, WeightArg, aligned_empty
-from .runner import NET_RUN, SPIN_WAIT
+from .runner import COUNTER_WORDS, NET_RUN, SPIN_WAIT
 
 _RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 MAX_THREADS = 256
 MIN_MACS_PER_THREAD = 500_000  # below this a second thread costs more than it saves (~10 us)
 SPIN_ROUNDS = 20_000  # pause instructions an idle helper spins before it sleeps (about 1 ms)
+
+
+def step_counters(steps: int, nthreads: int) -> np.ndarray:
+    """Zeroed atomic counters for `steps` steps on `nthreads` threads (runner._shared_step), each on a
+    64-byte cache line of its own."""
+    counters = aligned_empty(steps * (nthreads + 1) * COUNTER_WORDS, np.int64)
+    counters[:] = 0
+    return counters
 
 
 class CompileError(CnnGraphError):
@@ -295,7 +303,7 @@ class CompiledNet:
         if nthreads > 1:
             counters = ws.counters.get(nthreads)
             if counters is None:
-                counters = ws.counters[nthreads] = np.zeros(len(self.plan.steps) * (nthreads + 1), np.int64)
+                counters = ws.counters[nthreads] = step_counters(len(self.plan.steps), nthreads)
             counters[:] = 0
             ctx[_COUNTERS] = counters.ctypes.data
         else:
