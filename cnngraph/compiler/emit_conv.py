@@ -85,6 +85,9 @@ class ConvEmitter:
         # pooled rows combine several conv rows in memory when the window spans rows
         self.rmw = p is not None and (self.pk[0] > 1 or self.pk[1] > 1)
         self.fast_lo, self.fast_hi = k.fast_range()
+        # a pointwise conv over a blocked input (a GEMM): each tile reads its pixels in every input block, a
+        # stream per block the hardware does not follow; the next tile's are requested ahead
+        self.prefetch_next = k.kernel == (1, 1, 1) and not k.in_plain and not k.depthwise
 
     # ---- geometry ----
     # ---- the function ----
@@ -283,6 +286,9 @@ class ConvEmitter:
         x_row = b.fptr(self.in_row, b.imul(iw0, self.S_w))
 
         def taps(x_base, w_base):
+            if self.prefetch_next:  # the next tile's pixels of this input block, while this one computes
+                for t in range(tp):
+                    b.prefetch(x_base, (tp + t) * VL)
             # kw stays a loop: unrolled, LLVM reuses broadcasts across taps and spills them
             with b.loop(0, self.KW, name="kw") as kw:
                 xb = b.fptr(x_base, b.imul(kw, self.DW * self.S_w))

@@ -80,6 +80,14 @@ class Builder(ir.IRBuilder):
     def vstore(self, val, base, offset=0):
         self.store(val, self.fptr(base, offset), align=4)
 
+    def prefetch(self, base, offset=0):
+        """Ask for the cache line of float `offset` after `base` (a read, kept in every cache level)."""
+        fn = self.module.globals.get("llvm.prefetch.p0") or ir.Function(
+            self.module, ir.FunctionType(VOID, [PTR, I32, I32, I32]), name="llvm.prefetch.p0")
+        # not `inbounds`: the line may lie past the tensor (a prefetch never faults)
+        at = self.gep(base, [as_value(offset)], source_etype=F32)
+        self.call(fn, [at, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+
     def sload(self, base, offset=0):
         return self.load(self.fptr(base, offset), typ=F32, align=4)
 
