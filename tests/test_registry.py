@@ -12,6 +12,7 @@ import yaml
 
 import cnngraph
 from cnngraph import oracle
+from cnngraph.compiler.fuse import overlaps_rows
 from cnngraph.layers import REGISTRY, Fusion
 from cnngraph.spec import INPUT
 
@@ -83,6 +84,9 @@ def _fusable(kind, i) -> bool:
     cls = REGISTRY[kind]
     shapes = cls.examples[i][1]
     spatial = len(shapes[0]) > 1
+    if cls.category is Fusion.POOL and overlaps_rows(cls.from_attrs(cls.examples[i][0]).lower(
+            [tuple(s) for s in shapes], {})):
+        return False  # windows that share rows run on their own (fuse.py)
     # a merge fuses as a residual: two operands of one shape (a broadcasting one runs on its own)
     return cls.category in FUSES_INTO_CONV and (spatial or cls.category in (Fusion.ELEMWISE, Fusion.FOLD)) \
         and not (cls.category is Fusion.MERGE and (len(shapes) != 2 or len({tuple(s) for s in shapes}) != 1))

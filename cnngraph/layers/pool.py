@@ -173,7 +173,9 @@ class MaxPool(_Window):
     onnx_imports = ("MaxPool",)
     examples = (({"kernel": 2}, [(5, 9)]), ({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, [(18, 10, 9)]),
                 ({"kernel": 2, "stride": 1, "dilation": 2, "padding": [[0, 1], [1, 1]]}, [(4, 7, 8)]),
-                ({"kernel": 2, "stride": [1, 2, 2]}, [(3, 3, 6, 5)]))
+                ({"kernel": 2, "stride": [1, 2, 2]}, [(3, 3, 6, 5)]),
+                # windows that do not overlap: fused into the conv before it in 2D too
+                ({"kernel": [2, 3], "stride": [2, 3], "padding": [[1, 0], [1, 1]], "ceil_mode": True}, [(6, 9, 10)]))
 
     def to_onnx(self, b, node, ins, weights):
         """ceil_mode never goes to ONNX: the padding is widened or cut to exactly these windows;
@@ -224,7 +226,8 @@ class AvgPool(_Window):
     onnx_imports = ("AveragePool",)
     examples = (({"kernel": 2}, [(5, 9)]), ({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, [(18, 10, 9)]),
                 ({"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": False}, [(4, 7, 8)]),
-                ({"kernel": 2, "stride": [1, 2, 2]}, [(3, 3, 6, 5)]))
+                ({"kernel": 2, "stride": [1, 2, 2]}, [(3, 3, 6, 5)]),
+                ({"kernel": 2, "padding": 1, "count_include_pad": False, "ceil_mode": True}, [(6, 9, 7)]))
 
     def to_onnx(self, b, node, ins, weights):
         """count_include_pad with ceil-mode windows past the padding divides by the window clipped to
