@@ -101,7 +101,8 @@ def reference(spec_or_path, x, weights=None, seed: int = 0):
 def compile(spec_or_path, threads: int | None = None, weights=None, seed: int = 0, **options):
     """JIT-compile a network (spec path, YAML text, NetSpec, Graph or `.onnx` path) to native code;
     returns a callable `net(x)`. An `.onnx` model's own weights are used unless `weights` is given.
-    `options`: `target` ('host', 'avx2'), `poison` (see `cnngraph.compiler.compile`).
+    `options`: `target` ('host', 'avx2'), `precision` ('f32', 'bf16', 'auto'), `poison` (see
+    `cnngraph.compiler.compile`).
     """
     weights = onnx_weights(spec_or_path, weights)
     from .compiler import compile as _compile

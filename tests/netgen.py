@@ -266,9 +266,9 @@ def mismatch(got: np.ndarray, want: np.ndarray, tol: float = 1e-4, slack=0.0) ->
     return None
 
 
-def rounding_sensitivity(graph, x, w, want, trials: int = 2, factor: float = 64.0) -> np.ndarray:
+def rounding_sensitivity(graph, x, w, want, trials: int = 2, factor: float = 64.0, unit: float = 2.0 ** -24) -> np.ndarray:
     """How far float32 rounding may move each output: the float64 reference rerun with the input and every
-    weight perturbed by one float32 rounding (a relative 2^-24 of random sign), the largest change over
+    weight perturbed by one float32 rounding (a relative `unit`, 2^-24, of random sign), the largest change over
     `trials`, times `factor`. Large where the net divides by, or takes the log of, a difference that
     cancels (x / batchnorm(x) near a zero of the batchnorm): no float32 evaluation order is exact there,
     and the folded batchnorm (x * s + t, as PyTorch and ONNX Runtime compute it) differs from the
@@ -277,7 +277,7 @@ def rounding_sensitivity(graph, x, w, want, trials: int = 2, factor: float = 64.
 
     def jitter(a):
         a = np.asarray(a, np.float64)
-        return a * (1 + rng.choice([-1.0, 1.0], a.shape) * 2.0 ** -24)
+        return a * (1 + rng.choice([-1.0, 1.0], a.shape) * unit)
 
     with np.errstate(all="ignore"):
         diffs = [np.abs(oracle.run(graph, jitter(x), {k: jitter(v) for k, v in w.items()}) - want)
@@ -285,19 +285,33 @@ def rounding_sensitivity(graph, x, w, want, trials: int = 2, factor: float = 64.
         return np.nan_to_num(np.max(diffs, axis=0), nan=0.0, posinf=0.0) * factor
 
 
-def check_compiled(text: str, batch: int, threads: int, seed: int = 0) -> str | None:
+# bf16 (compiler/precision.py): an error of this fraction of the output's scale is accepted, plus what
+# BF16_FACTOR times one bf16 rounding (2^-8 relative, the largest a round-to-nearest-even makes is 2^-9) of
+# the input and of every weight moves the float64 reference: the activations a bf16 net stores are rounded
+# too, about once per layer, and the weights once. A wrong index or a lost lane moves an output by its scale.
+BF16_TOL = 2.0 ** -6
+BF16_FACTOR = 8.0
+
+
+def check_compiled(text: str, batch: int, threads: int, seed: int = 0, precision: str = "f32") -> str | None:
     """Compile `text` and compare with the float64 reference on a random batch, and each row
     of the batch with the same row run alone. None when all agree, else what differed."""
     from cnngraph import compile as jit_compile
     graph = cnngraph.load(text)
     w = random_weights(graph, seed)
-    net = jit_compile(graph, weights=w, threads=threads, poison=True)
+    net = jit_compile(graph, weights=w, threads=threads, poison=True, precision=precision)
     x = np.random.default_rng(seed + 1).standard_normal((batch, *graph.input_shape)).astype(np.float32)
     want = oracle.run(graph, x.astype(np.float64), w)
     y = net(x)
-    bad = mismatch(y, want)
-    if bad and mismatch(y, want, slack=rounding_sensitivity(graph, x, w, want)):
-        return f"batch {batch}, {threads} thread(s): {bad}"
+    if precision == "bf16":
+        slack = rounding_sensitivity(graph, x, w, want, factor=BF16_FACTOR, unit=2.0 ** -8)
+        bad = mismatch(y, want, tol=BF16_TOL, slack=slack)
+    else:
+        bad = mismatch(y, want)
+        if bad and not mismatch(y, want, slack=rounding_sensitivity(graph, x, w, want)):
+            bad = None
+    if bad:
+        return f"batch {batch}, {threads} thread(s), {precision}: {bad}"
     for i in range(batch):
         alone = net(x[i:i + 1])
         if not np.allclose(alone[0], y[i], rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(y).max())),

@@ -53,7 +53,7 @@ def test_compile_text_lists_kernels_time_and_smoke_run(tmp_path):
     code, out, err = cli("compile", SPECS / "lenet5.yaml", "--emit-llvm", ll, "--emit-asm", asm)
     assert code == 0, err
     assert re.search(r"^compiled 6 distinct kernels for 6 steps in \d+(\.\d+)? (ms|s) \((cold: native code built "
-                     r"and cached|native code from the cache)\), \w+, \d threads?:$", out, re.MULTILINE)
+                     r"and cached|native code from the cache)\), \w+, f32, \d threads?:$", out, re.MULTILINE)
     assert re.search(r"^  fused_conv2d_relu_maxpool2d_1 +conv2, relu2, maxpool2$", out, re.MULTILINE)
     assert re.search(r"^smoke run: batch 2, max relative error vs reference \S+ \(ok\)$", out, re.MULTILINE)
     assert re.search(r'define void @"fused_conv2d_relu_maxpool2d_[0-9a-f]{12}"\(', ll.read_text())

@@ -315,3 +315,26 @@ def test_the_reference_takes_a_torch_tensor_that_requires_grad():
     torch = pytest.importorskip("torch")
     x = torch.randn(2, 1, 32, 32, requires_grad=True)
     np.testing.assert_array_equal(cnngraph.reference(LENET, x), cnngraph.reference(LENET, x.detach().numpy()))
+
+
+def _compile_in_daemon(cache, q):
+    import os
+    os.environ["CNNGRAPH_CACHE"] = cache
+    try:
+        net = cnngraph.compile("input: [3, 12, 12]\nlayers: [{conv: {out: 16, kernel: 3}}, relu, {maxpool: {kernel: 2}},"
+                               " {conv: {out: 32, kernel: 3}}, sigmoid, global_avgpool, flatten, {linear: {out: 5}}]")
+        q.put(net(np.ones((1, 3, 12, 12), np.float32)).shape)
+    except Exception as e:  # noqa: BLE001 — reported to the parent
+        q.put(f"{type(e).__name__}: {e}")
+
+
+def test_a_daemonic_worker_compiles_a_cold_net(tmp_path):
+    # a Dask or multiprocessing worker may not start the processes a cold build uses: it builds serially
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_compile_in_daemon, args=(str(tmp_path / "cache"), q), daemon=True)
+    p.start()
+    got = q.get(timeout=300)
+    p.join(60)
+    assert got == (1, 5), got

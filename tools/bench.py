@@ -6,13 +6,16 @@ weights, with 1 and 2 threads and batch 1 and 8; every output is checked against
     python tools/bench.py a resnet18               # some cases
     python tools/bench.py --quick                  # batch 1, shorter timing
     python tools/bench.py resnet50 --peers ort,ov  # some peers (ort, ov, ov-f32, torch)
+    python tools/bench.py resnet50 --precision bf16 --peers ov   # ours in bf16 against OpenVINO's default
+    python tools/bench.py resnet50 --profile       # and our time and GFLOP/s per fused kernel
 
 Prints milliseconds, our GFLOP/s (2 x MACs / time) and, per peer, its time and the ratio peer
 time / our time (above 1: cnngraph is faster). Ours and the peers are timed in alternating rounds
 (`--rounds`), each a median of runs; times are the medians over the rounds and a ratio is the
 median of the rounds' ratios, so that a shared machine's drifts hit both sides alike. `err` is the largest
 difference from the reference relative to the output's scale: the numpy reference where it takes
-seconds, else ONNX Runtime's f32 output (itself checked against numpy in the tests).
+seconds, else ONNX Runtime's f32 output (itself checked against numpy in the tests); a bf16 output
+(ours with `--precision bf16`, OpenVINO's default) is within about 1e-2 of it.
 """
 
 from __future__ import annotations
@@ -189,6 +192,23 @@ def rel_err(y, ref) -> float:
     return float(np.abs(y.astype(np.float64) - ref).max() / max(float(np.abs(ref).max()), 1e-6))
 
 
+def print_profile(net, graph, batch, indent, top=12):
+    """Our time per fused kernel (the steps that run it, summed) and its GFLOP/s, slowest first."""
+    x = np.random.default_rng(0).standard_normal((batch, *graph.input_shape)).astype(np.float32)
+    kernels: dict[str, list] = {}
+    for r in net.profile(x, threads=1):
+        k = kernels.setdefault(r["kernel"], [0.0, 0, 0, r["layers"][0] if r["layers"] else "(layout)"])
+        k[0] += r["ms"]
+        k[1] += r["macs"]
+        k[2] += 1
+    total = sum(k[0] for k in kernels.values())
+    pad = " " * indent
+    print(f"{pad}profile, 1 thread, batch {batch}: {total:.2f} ms in {len(kernels)} kernels; the {top} slowest:")
+    for name, (ms, macs, steps, first) in sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]:
+        gf = f"{2 * macs / ms / 1e6:7.1f} GFLOP/s" if macs else f"{'-':>7} GFLOP/s"
+        print(f"{pad}  {name[:40]:40s} {ms:8.3f} ms {100 * ms / total:5.1f}%  {gf}  x{steps} ({first}, ...)")
+
+
 def graph_of(case):
     if case in MICRO:
         title, text = MICRO[case]
@@ -208,6 +228,11 @@ def main(argv=None):
     ap.add_argument("--batch", default=None, help="batch sizes (default: 1,8; 1 with --quick)")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of ours and the peers; times are "
                                                           "medians over them (default: 5; 2 with --quick)")
+    ap.add_argument("--precision", choices=("f32", "bf16", "auto"), default="f32",
+                    help="what our convolutions compute in (default: f32)")
+    ap.add_argument("--profile", action="store_true",
+                    help="after each case, our milliseconds and GFLOP/s per fused kernel (one thread, batch 1 or "
+                         "the first batch size)")
     args = ap.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
     unknown = [p for p in peers if p not in MAKERS]
@@ -219,8 +244,8 @@ def main(argv=None):
     min_time = 0.05 if args.quick else 0.1
     if args.quick and "--rounds" not in (argv if argv is not None else sys.argv):
         args.rounds = 2
-    print(f"cnngraph bench  cpu: {os.cpu_count()} cores; times are medians; ratio = peer time / our time "
-          f"(> 1: cnngraph is faster)\n")
+    print(f"cnngraph bench  cpu: {os.cpu_count()} cores; ours in {args.precision}; times are medians; "
+          f"ratio = peer time / our time (> 1: cnngraph is faster)\n")
     width = max([len(f"({k}) {t}") for k, (t, _) in MICRO.items()] + [len(c) for c in NETS]) + 1
     head = f"{'case':<{width}}{'thr':>4}{'N':>3} {'ours ms':>8} {'GFLOP/s':>8}"
     for p in peers:
@@ -233,7 +258,7 @@ def main(argv=None):
         graph, title = graph_of(case)
         weights = cnngraph.weights.init(graph, seed=0, gain=6 ** 0.5)
         t = time.perf_counter()
-        nets = {th: cnngraph.compile(graph, threads=th, weights=weights) for th in threads}
+        nets = {th: cnngraph.compile(graph, threads=th, weights=weights, precision=args.precision) for th in threads}
         compile_s = time.perf_counter() - t
         macs = graph.totals()["macs"]
         with tempfile.TemporaryDirectory() as tmp:
@@ -269,6 +294,8 @@ def main(argv=None):
                         if ref is not None else float("nan")
                     print(f"{row} {err_ours:9.1e} {err_peers:9.1e}", flush=True)
         print(f"{'':<{width}}compile ({len(nets)} nets): {compile_s:.2f}s, cached: {nets[threads[0]].cached}")
+        if args.profile:
+            print_profile(nets[threads[0]], graph, batches[0], width)
     print()
     for p, (ratio, case, th, n) in worst.items():
         print(f"worst ratio vs {p}: {ratio:.2f} ({case}, {th} thread(s), batch {n})")

@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("count", type=int, nargs="?", default=5000, help="random nets to try (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the generator")
     p.add_argument("--out", default="fuzz-failures", help="folder for failing specs")
+    p.add_argument("--precision", default="f32", choices=("f32", "bf16"),
+                   help="compile the nets in this precision (bf16: checked within its rounding, see tests/netgen.py)")
     args = p.parse_args(argv)
     stats = collections.Counter()
     failures = []
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
         current = out / "current.yaml"  # left behind if the process dies on this net
         current.write_text(f"# batch {batch}, {threads} thread(s)\n{text}")
         try:
-            bad = netgen.check_compiled(text, batch, threads)
+            bad = netgen.check_compiled(text, batch, threads, precision=args.precision)
         except Exception as e:  # a crash of the compiler is a failure too, recorded with its type
             bad = f"{type(e).__name__}: {e}"
         current.unlink()

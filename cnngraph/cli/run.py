@@ -18,7 +18,7 @@ from .. import data, oracle, units
 from .. import weights as W
 from ..errors import CnnGraphError
 from ..preprocess import InputError
-from ._common import interactive, positive, progress, threads
+from ._common import interactive, positive, precision_option, progress, threads
 
 DEFAULT_BATCH = 16
 
@@ -47,6 +47,7 @@ def add_parser(sub):
                    help="inputs per native call (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the default initialisation")
     p.add_argument("--threads", type=threads, default=None, metavar="N", help="native threads (default: all cores)")
+    precision_option(p)
     p.add_argument("--reference", action="store_true", help="use the numpy reference executor, not native code")
     p.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster (its scheduler's address); the "
                                                      "workers read the files, so they must see the same paths")
@@ -115,7 +116,7 @@ def _results(args, graph, paths, weights):
         return
     w = W.resolve(graph, weights, args.seed)
     run = (lambda x: oracle.run(graph, x, w)) if args.reference else \
-        cnngraph.compile(graph, threads=args.threads, weights=w)
+        cnngraph.compile(graph, threads=args.threads, weights=w, precision=args.precision)
     for b in data.batches(graph, paths, args.batch):
         y = run(b.x) if b.names else np.zeros((0, *graph.output_shape), np.float32)
         yield b.names, y, b.failures

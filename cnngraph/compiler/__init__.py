@@ -75,13 +75,15 @@ def _check_size(graph, packed_copy: bool = True):
 
 
 def compile(graph, threads: int | None = None, weights=None, seed: int = 0, poison: bool = False,
-            target: str | Target | None = None) -> CompiledNet:
+            target: str | Target | None = None, precision: str = "f32") -> CompiledNet:
     """Compile a Graph to a native callable.
 
     `weights`: None (seeded PyTorch-style init with `seed`), a .npz/.safetensors path, or a
     name -> array mapping. `threads`: native threads per call (default: all cores; small
     batches use fewer; `net(x, threads=k)` overrides per call). `target`: 'host' (default,
-    or $CNNGRAPH_TARGET), 'avx2', or a Target. `poison`: fill buffers with NaN before every
+    or $CNNGRAPH_TARGET), 'avx2', or a Target. `precision`: 'f32' (default), 'bf16' (convolutions
+    read bf16 activations and weights and accumulate in f32, on CPUs with AVX512-BF16; see
+    `compiler/precision.py`) or 'auto' (bf16 where the CPU has it, else f32). `poison`: fill buffers with NaN before every
     call, so an element no kernel writes shows up (for testing). The kernels' object code is
     cached on disk (see `jit.cache_dir`), so compiling again is fast.
     """
@@ -94,7 +96,7 @@ def compile(graph, threads: int | None = None, weights=None, seed: int = 0, pois
     debug.log(debug.REPORT, "report", lambda: report.to_text(graph))
     _check_size(graph)
     w = resolve(graph, weights, seed)
-    plan = build_plan(graph, w, tgt)
+    plan = build_plan(graph, w, tgt, precision)
     if plan.workspace > memory_limit():
         raise CompileError(f"'{graph.name}' needs {format_bytes(plan.workspace)} of buffers per sample, more than "
                            f"the {format_bytes(memory_limit())} this machine allows")

@@ -1,8 +1,10 @@
 """IR for one fused convolution (`ConvKernel`): direct convolution on the blocked
 layout with a register tile of T output pixels x V output-channel vectors,
 accumulated with `llvm.fma.v16f32` over (input block, kd, kh, kw, 16 input
-channels); the epilogue (bias, activations, residual, pooling) runs on the
-accumulators before anything is stored.
+channels), or in bf16 with `vdpbf16ps` over 8 channel pairs (a broadcast pair of
+inputs times 16 packed weight pairs); the epilogue (bias, activations, residual,
+pooling) runs on the f32 accumulators before anything is stored (as bf16 where the
+output tensor is bf16).
 
 Pooling is computed per pooled output row: for each conv row under the pool
 window, tiles of conv pixels are reduced along W in registers and combined into
@@ -26,6 +28,9 @@ from .kernels import ConvKernel, act_param_count, cblocks
 
 NEG_INF = float("-inf")
 IC_UNROLL = 4
+# bf16 pairs per unrolled step: 4 pairs let LLVM hoist 24 broadcasts ahead of their dot products and
+# spill them (resnet50 b1 68 ms against 43 ms with 2 pairs, one thread)
+PAIR_UNROLL = 2
 
 
 def k_avg(k: ConvKernel) -> bool:
@@ -56,6 +61,9 @@ class ConvEmitter:
         self.PD, self.PH, self.PW = k.pad_lo
         self.ICI = k.ic_inner
         self.ICB = k.icb_per_group
+        # bf16 (compiler/precision.py): the input is read in channel pairs, the weights hold a pair per word
+        self.bf16 = k.dtype == "bf16"
+        self.ICW = -(-self.ICI // 2) if self.bf16 else self.ICI  # weight vectors per input block and tap
         plane = self.ID * self.IH * self.IW
         if k.in_plain:
             self.S_ic, self.S_w, self.S_h, self.S_d, self.S_icb = plane, 1, self.IW, self.IH * self.IW, 0
@@ -75,7 +83,7 @@ class ConvEmitter:
         if k.depthwise:
             self.w_og = self.KD * self.KH * self.KW * VL
         else:
-            self.w_og = self.ICB * self.KD * self.KH * self.KW * self.ICI * self.V * VL
+            self.w_og = self.ICB * self.KD * self.KH * self.KW * self.ICW * self.V * VL
         p = k.pool
         if p:
             self.pk, self.ps, self.pdil, self.ppl = p.kernel, p.stride, p.dilation, p.pad_lo
@@ -96,6 +104,10 @@ class ConvEmitter:
         fn, b = new_kernel(self.m, self.symbol)
         self.b = b
         self.math = VecMath(b)
+        # element addresses of the input, the residual and the output, by their dtypes
+        self.xptr = b.hptr if self.bf16 else b.fptr
+        self.rptr = b.hptr if k.res_dtype == "bf16" else b.fptr
+        self.optr = b.hptr if k.out_dtype == "bf16" else b.fptr
         _, start, end = fn.args
         a = kernel_args(b, fn, k)
         self.p_in, self.p_w, self.p_bias, self.p_res, self.p_out, self.p_aff = (
@@ -110,7 +122,7 @@ class ConvEmitter:
         batch = b.ptrtoint(a["batch"], I64)
         if k.icb_at_run:  # run time: the input blocks this conv reduces over (and so its weights' stride)
             self.ICB = b.ptrtoint(a["in_icb"], I64)
-            self.w_og = b.mul(self.ICB, i64(self.KD * self.KH * self.KW * self.ICI * self.V * VL))
+            self.w_og = b.mul(self.ICB, i64(self.KD * self.KH * self.KW * self.ICW * self.V * VL))
         if not k.in_plain:  # run time: the input may be a channel slice of a larger tensor
             self.in_sample = b.mul(b.ptrtoint(a["in_blocks"], I64), i64(self.S_icb))
             self.in_first = b.mul(b.ptrtoint(a["in_offset"], I64), i64(self.S_icb))
@@ -142,7 +154,7 @@ class ConvEmitter:
     def _item(self, n, og, qd, qh):
         b, k, V = self.b, self.k, self.V
         icb0 = og if k.depthwise else first_icb(b, k, og)
-        self.in_n = b.fptr(self.p_in, b.iadd(b.iadd(b.imul(n, self.in_sample), self.in_first),
+        self.in_n = self.xptr(self.p_in, b.iadd(b.iadd(b.imul(n, self.in_sample), self.in_first),
                                              b.imul(icb0, self.S_icb)))
         if k.gated:  # this sample's gated copy of the packed weights
             self.w = b.fptr(self.p_sw, b.iadd(b.imul(n, k.packed_floats), b.imul(og, self.w_og)))
@@ -157,7 +169,7 @@ class ConvEmitter:
             half = k.ob * VL
             self.scale = [b.vload(self.p_aff, b.imul(b.iadd(ob0, v), VL)) for v in range(V)]
             self.shift = [b.vload(self.p_aff, b.iadd(b.imul(b.iadd(ob0, v), VL), half)) for v in range(V)]
-        self.res_n = (b.fptr(self.p_res, b.iadd(b.imul(n, self.res_sample), b.imul(ob0, self.o_plane)))
+        self.res_n = (self.rptr(self.p_res, b.iadd(b.imul(n, self.res_sample), b.imul(ob0, self.o_plane)))
                       if k.epilogue.residual else None)
         if k.out_plain:  # the net's output, (N, C, *spatial): lanes scatter to channel planes
             plane = self.q_plane // VL
@@ -170,7 +182,10 @@ class ConvEmitter:
             row = b.iadd(b.imul(b.iadd(b.imul(b.iadd(b.imul(qd, self.step_d), fd), self.FH),
                                        b.iadd(b.imul(qh, self.step_h), fh)), self.FW * VL), fw * VL)
             chan = b.imul(b.iadd(ob0, self.out_offset), self.q_plane)
-            self.out_row = b.fptr(self.p_out, b.iadd(b.imul(n, self.out_sample), b.iadd(chan, row)))
+            self.out_row = self.optr(self.p_out, b.iadd(b.imul(n, self.out_sample), b.iadd(chan, row)))
+            # a bf16 tensor's padding lanes hold +0 (see compiler/precision.py)
+            self.zero_pad = ([b.lane_mask(b.sub(i64(k.cout), b.imul(b.iadd(ob0, v), VL))) for v in range(V)]
+                             if k.out_dtype == "bf16" and k.cout % VL else None)
         if self.rmw:
             init = splat(NEG_INF if k.pool.kind == "max" else 0.0)
             with b.loop(0, self.QW, name="init") as qw:
@@ -208,9 +223,9 @@ class ConvEmitter:
         bb = self.b
         self.kd_lo, self.kd_hi, id0 = tap_range(bb, od, self.SD, self.PD, self.DD, self.KD, self.ID)
         self.kh_lo, self.kh_hi, ih0 = tap_range(bb, oh, self.SH, self.PH, self.DH, self.KH, self.IH)
-        self.in_row = bb.fptr(self.in_n, bb.iadd(bb.imul(id0, self.S_d), bb.imul(ih0, self.S_h)))
+        self.in_row = self.xptr(self.in_n, bb.iadd(bb.imul(id0, self.S_d), bb.imul(ih0, self.S_h)))
         if self.res_n is not None:
-            self.res_row = bb.fptr(self.res_n, bb.imul(bb.iadd(bb.imul(od, self.OH), oh), self.OW * VL))
+            self.res_row = self.rptr(self.res_n, bb.imul(bb.iadd(bb.imul(od, self.OH), oh), self.OW * VL))
         lo, hi, tp = self.fast_lo, self.fast_hi, self.Tp
         wide = self.k.max_tile(self.V)
         if self.QW <= 3 * wide and lo > 0 and not self.k.depthwise:
@@ -247,7 +262,8 @@ class ConvEmitter:
         for v, x in enumerate(vals):
             if ep.bias:
                 x = b.fadd(x, self.bias[v])
-            res = (lambda v=v: b.vload(self.res_row, b.iadd(b.imul(ow, VL), v * self.o_plane))) \
+            load = b.load_bf16 if self.k.res_dtype == "bf16" else b.vload
+            res = (lambda v=v: load(self.res_row, b.iadd(b.imul(ow, VL), v * self.o_plane))) \
                 if ep.residual else None
             x = apply_ops(self.math, ep.ops, x, res, self.scale[v] if ep.affine else None,
                           self.shift[v] if ep.affine else None, self.act[v].__getitem__)
@@ -270,7 +286,12 @@ class ConvEmitter:
             x = pooled[v]
             if self.rmw:
                 x = self._combine(b.vload(self.out_row, off), x)
-            b.vstore(x, self.out_row, off)
+            if self.k.out_dtype == "bf16":
+                if self.zero_pad is not None:
+                    x = b.select(self.zero_pad[v], x, splat(0.0))
+                b.store_bf16(x, self.out_row, off)
+            else:
+                b.vstore(x, self.out_row, off)
 
     # ---- fast path: a register tile, no bounds checks along W ----
     def _fast_tile(self, qw0, tp):
@@ -283,15 +304,15 @@ class ConvEmitter:
         for row in acc:
             for slot in row[:V]:
                 b.store(splat(0.0), slot)
-        x_row = b.fptr(self.in_row, b.imul(iw0, self.S_w))
+        x_row = self.xptr(self.in_row, b.imul(iw0, self.S_w))
 
         def taps(x_base, w_base):
             if self.prefetch_next:  # the next tile's pixels of this input block, while this one computes
                 for t in range(tp):
-                    b.prefetch(x_base, (tp + t) * VL)
+                    b.prefetch(x_base, (tp + t) * VL // (2 if self.bf16 else 1))
             # kw stays a loop: unrolled, LLVM reuses broadcasts across taps and spills them
             with b.loop(0, self.KW, name="kw") as kw:
-                xb = b.fptr(x_base, b.imul(kw, self.DW * self.S_w))
+                xb = self.xptr(x_base, b.imul(kw, self.DW * self.S_w))
                 wb = b.fptr(w_base, b.imul(kw, self._w_kw()))
                 self._taps_kw(acc, [(t, o * self.SW) for t, o in enumerate(offs)], xb, wb, 0)
 
@@ -337,7 +358,7 @@ class ConvEmitter:
             self._emit_pooled(i64(qw0 + i), pooled)
 
     def _w_kw(self) -> int:
-        return VL if self.k.depthwise else self.ICI * self.V * VL
+        return VL if self.k.depthwise else self.ICW * self.V * VL
 
     def _reduce_loops(self, x_row, body):
         """Loop over input blocks and the valid (kd, kh) taps, calling body(x_base, w_base)."""
@@ -346,7 +367,7 @@ class ConvEmitter:
 
         def inner(x_blk, w_blk):
             with b.loop(self.kd_lo, self.kd_hi, name="kd") as kd, b.loop(self.kh_lo, self.kh_hi, name="kh") as kh:
-                x = b.fptr(x_blk, b.iadd(b.imul(kd, self.DD * self.S_d), b.imul(kh, self.DH * self.S_h)))
+                x = self.xptr(x_blk, b.iadd(b.imul(kd, self.DD * self.S_d), b.imul(kh, self.DH * self.S_h)))
                 w = b.fptr(w_blk, b.imul(b.iadd(b.imul(kd, self.KH), kh), w_kh))
                 body(x, w)
 
@@ -354,7 +375,7 @@ class ConvEmitter:
             inner(x_row, self.w)
         else:
             with b.loop(0, self.ICB, name="icb") as icb:
-                inner(b.fptr(x_row, b.imul(icb, self.S_icb)),
+                inner(self.xptr(x_row, b.imul(icb, self.S_icb)),
                       b.fptr(self.w, b.imul(icb, self.KD * self.KH * w_kh)))
 
     def _taps_kw(self, slots, cols, x_base, w_base, kw):
@@ -372,23 +393,32 @@ class ConvEmitter:
                 a[t][0] = b.fma(x, wv, a[t][0])
             self._store(slots, a)
             return
-        unroll = IC_UNROLL if self.ICI % IC_UNROLL == 0 and self.ICI > IC_UNROLL else self.ICI
+        # the reduction runs over ICW weight rows: input channels, or channel pairs in bf16
+        ICW, pair = self.ICW, 2 if self.bf16 else 1
+        U = PAIR_UNROLL if self.bf16 else IC_UNROLL
+        unroll = U if ICW % U == 0 and ICW > U else ICW
 
         def channels(ic0, xb, wb):
             a = [[b.load(s, typ=VEC) for s in row] for row in slots]
             for ic in range(unroll):
-                wv = [b.vload(wb, ((kw * self.ICI + ic) * V + v) * VL) for v in range(V)]
+                wv = [b.vload(wb, ((kw * ICW + ic) * V + v) * VL) for v in range(V)]
                 for t, c in cols:
-                    x = b.bcast(b.sload(xb, (c + kw * self.DW) * self.S_w + ic * self.S_ic))
-                    for v in range(V):
-                        a[t][v] = b.fma(x, wv[v], a[t][v])
+                    at = (c + kw * self.DW) * self.S_w + ic * pair * self.S_ic
+                    if self.bf16:
+                        x = b.pair_bcast(xb, at)
+                        for v in range(V):
+                            a[t][v] = b.dot_bf16(a[t][v], x, wv[v])
+                    else:
+                        x = b.bcast(b.sload(xb, at))
+                        for v in range(V):
+                            a[t][v] = b.fma(x, wv[v], a[t][v])
             self._store(slots, a)
 
-        if unroll == self.ICI:
+        if unroll == ICW:
             channels(0, x_base, w_base)
         else:
-            with b.loop(0, self.ICI, step=unroll, name="ic") as ic:
-                channels(ic, b.fptr(x_base, b.imul(ic, self.S_ic)), b.fptr(w_base, b.imul(ic, V * VL)))
+            with b.loop(0, ICW, step=unroll, name="ic") as ic:
+                channels(ic, self.xptr(x_base, b.imul(ic, pair * self.S_ic)), b.fptr(w_base, b.imul(ic, V * VL)))
 
     def _store(self, slots, values):
         for row, vals in zip(slots, values):
@@ -415,11 +445,11 @@ class ConvEmitter:
         acc = self.acc[0][:V]
         for s in acc:
             b.store(splat(0.0), s)
-        x_row = b.fptr(self.in_row, b.imul(iw0, self.S_w))
+        x_row = self.xptr(self.in_row, b.imul(iw0, self.S_w))
 
         def taps(x_base, w_base):
             with b.loop(kw_lo, kw_hi, name="kwe") as kw:
-                xb = b.fptr(x_base, b.imul(kw, self.DW * self.S_w))
+                xb = self.xptr(x_base, b.imul(kw, self.DW * self.S_w))
                 wb = b.fptr(w_base, b.imul(kw, self._w_kw()))
                 self._taps_kw([acc], [(0, 0)], xb, wb, 0)
 

@@ -28,6 +28,7 @@ from .irutil import (
 )
 from .kernels import (
     Affine,
+    Cast,
     ChannelOp,
     ConcatCopy,
     Eltwise,
@@ -372,25 +373,36 @@ def emit_linear(module, k: LinearKernel, symbol: str):
     acc = [[b.vslot() for _ in range(U)] for _ in range(NB)]
     ep = k.epilogue
 
+    # the reduction runs over `rows` weight vectors: input features, or pairs of them in bf16
+    bf16 = k.dtype == "bf16"
+    steps = k.fin // 2 if bf16 else k.fin
+
+    def mac(row, f, wv, slot):
+        """slot += x[f] * wv (f32), or x[2f] * wv.even + x[2f + 1] * wv.odd (bf16)."""
+        if bf16:
+            y = b.dot_bf16(b.load(slot, typ=VEC), b.pair_bcast(row, b.imul(f, 2)), wv)
+        else:
+            y = b.fma(b.bcast(b.sload(row, f)), wv, b.load(slot, typ=VEC))
+        b.store(y, slot)
+
     def samples(n0, nb, o):
         """out[n0 .. n0+nb) at output block o; U independent accumulators per sample hide FMA latency."""
-        rows = [b.fptr(src, b.imul(b.iadd(n0, j), k.fin)) for j in range(nb)]
-        wo = b.fptr(w, b.imul(o, k.fin * VL))
+        rows = [(b.hptr if bf16 else b.fptr)(src, b.imul(b.iadd(n0, j), k.fin)) for j in range(nb)]
+        wo = b.fptr(w, b.imul(o, steps * VL))
         for r in acc[:nb]:
             for s in r:
                 b.store(splat(0.0), s)
-        main = k.fin - k.fin % U
+        main = steps - steps % U
         if main:
             with b.loop(0, main, step=U, name="f") as f:
                 wv = [b.vload(wo, b.imul(b.iadd(f, u), VL)) for u in range(U)]
                 for j in range(nb):
                     for u in range(U):
-                        x = b.bcast(b.sload(rows[j], b.iadd(f, u)))
-                        b.store(b.fma(x, wv[u], b.load(acc[j][u], typ=VEC)), acc[j][u])
-        for f in range(main, k.fin):
+                        mac(rows[j], b.iadd(f, u), wv[u], acc[j][u])
+        for f in range(main, steps):
             wv = b.vload(wo, f * VL)
             for j in range(nb):
-                b.store(b.fma(b.bcast(b.sload(rows[j], f)), wv, b.load(acc[j][0], typ=VEC)), acc[j][0])
+                mac(rows[j], i64(f), wv, acc[j][0])
         bv = b.vload(bias, b.imul(o, VL)) if ep.bias else None
         act = [b.vload(a["act_params"], b.imul(b.iadd(o, i * ob), VL)) for i in range(act_param_count(ep.ops))]
         for j in range(nb):
@@ -566,5 +578,24 @@ def emit_concat_copy(module, k: ConcatCopy, symbol: str):
     b.ret_void()
 
 
-EMITTERS = {PlainDWConv: emit_plain_dwconv, Reorder: emit_reorder, PoolOp: emit_pool, Eltwise: emit_eltwise, Affine: emit_affine,
+def emit_cast(module, k: Cast, symbol: str):
+    """f32 -> bf16 of a blocked tensor or a channel slice of one; padding lanes become +0."""
+    fn, b = new_kernel(module, symbol)
+    a = kernel_args(b, fn, k)
+    cb, S = cblocks(k.c), k.spatial
+    in_blocks, in_offset = b.ptrtoint(a["in_blocks"], I64), b.ptrtoint(a["in_offset"], I64)
+
+    def body(n, r):
+        src = b.fptr(a["input"], b.imul(b.iadd(b.iadd(b.imul(n, in_blocks), in_offset), r), S * VL))
+        dst = b.hptr(a["output"], b.imul(b.iadd(b.imul(n, cb), r), S * VL))
+        real = b.lane_mask(b.sub(i64(k.c), b.imul(r, VL))) if k.c % VL else None
+        with b.loop(0, S, name="s") as s:
+            x = b.vload(src, b.imul(s, VL))
+            b.store_bf16(x if real is None else b.select(real, x, splat(0.0)), dst, b.imul(s, VL))
+
+    _items(b, fn, cb, body)
+    b.ret_void()
+
+
+EMITTERS = {Cast: emit_cast, PlainDWConv: emit_plain_dwconv, Reorder: emit_reorder, PoolOp: emit_pool, Eltwise: emit_eltwise, Affine: emit_affine,
             LinearKernel: emit_linear, ChannelOp: emit_channel_op, PadOp: emit_pad, ConcatCopy: emit_concat_copy}

@@ -15,6 +15,26 @@ I64 = ir.IntType(64)
 I32 = ir.IntType(32)
 I1 = ir.IntType(1)
 VEC = ir.VectorType(F32, VL)
+I16 = ir.IntType(16)
+
+
+class _BFloat(ir.Type):
+    """LLVM's `bfloat` (llvmlite.ir has no such type): only ever the element of a vector that is
+    bitcast from and to f32 / i16 vectors around the AVX512-BF16 intrinsics."""
+
+    def _to_string(self):
+        return "bfloat"
+
+    def __eq__(self, other):
+        return isinstance(other, _BFloat)
+
+    def __hash__(self):
+        return hash("bfloat")
+
+
+BF16_PAIRS = ir.VectorType(_BFloat(), 2 * VL)  # 16 lanes of bf16 pairs: one zmm
+BF16_VEC = ir.VectorType(_BFloat(), VL)
+H16 = ir.VectorType(I16, VL)
 PTR = ir.PointerType()
 VOID = ir.VoidType()
 
@@ -87,6 +107,34 @@ class Builder(ir.IRBuilder):
         # not `inbounds`: the line may lie past the tensor (a prefetch never faults)
         at = self.gep(base, [as_value(offset)], source_etype=F32)
         self.call(fn, [at, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+
+    # ---- bf16 (AVX512-BF16): tensors of 16-bit elements, f32 arithmetic ----
+    def hptr(self, base, offset):
+        """Address of 16-bit element number `offset` after `base`."""
+        if isinstance(offset, int) and offset == 0:
+            return base
+        return self.gep(base, [as_value(offset)], inbounds=True, source_etype=I16)
+
+    def load_bf16(self, base, offset=0):
+        """16 bf16 values at element `offset`, widened exactly to f32."""
+        h = self.load(self.hptr(base, offset), typ=H16, align=2)
+        vi = ir.VectorType(I32, VL)
+        return self.bitcast(self.shl(self.zext(h, vi), ir.Constant(vi, [16] * VL)), VEC)
+
+    def store_bf16(self, val, base, offset=0):
+        """Store 16 floats as bf16 at element `offset` (round to nearest even, `vcvtneps2bf16`)."""
+        fn = self._decl("llvm.x86.avx512bf16.cvtneps2bf16.512", BF16_VEC, [VEC])
+        self.store(self.bitcast(self.call(fn, [val]), H16), self.hptr(base, offset), align=2)
+
+    def pair_bcast(self, base, offset):
+        """The bf16 pair at (even) element `offset` in all 16 lanes, as a dot-product operand."""
+        return self.bitcast(self.bcast_i32(self.load(self.hptr(base, offset), typ=I32, align=4)), BF16_PAIRS)
+
+    def dot_bf16(self, acc, x, w):
+        """acc + x.even * w.even + x.odd * w.odd per lane (`vdpbf16ps`); w: 16 packed pairs loaded as f32 bits."""
+        fn = self._decl("llvm.x86.avx512bf16.dpbf16ps.512", VEC, [VEC, BF16_PAIRS, BF16_PAIRS])
+        # the broadcast pair last: the operand vdpbf16ps can read from memory as {1to16}
+        return self.call(fn, [acc, self.bitcast(w, BF16_PAIRS), x])
 
     def sload(self, base, offset=0):
         return self.load(self.fptr(base, offset), typ=F32, align=4)

@@ -379,7 +379,8 @@ def cached_objects(jobs: dict[str, tuple[str, object]], build, workers: int = 1)
 
 def _build(missing, build, workers):
     jobs = [job for _, job in missing]
-    if workers < 2 or len(jobs) < 4:
+    # a daemonic process (a Dask or multiprocessing worker) may not start processes of its own
+    if workers < 2 or len(jobs) < 4 or multiprocessing.current_process().daemon:
         return build(jobs)
     n = min(workers, len(jobs))
     order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][1]))

@@ -41,13 +41,14 @@ def cblocks(c: int) -> int:
 class Expect:
     """What a kernel reads or writes through one tensor argument: `c` channels over `spatial`
     positions per sample, in `layout`; for blocked tensors, a slice of `cb_total` channel
-    blocks starting at block `cb_off` (0: the whole tensor)."""
+    blocks starting at block `cb_off` (0: the whole tensor); elements of `dtype`."""
 
     c: int
     spatial: int
     layout: str = "blocked"
     cb_total: int = 0
     cb_off: int = 0
+    dtype: str = "f32"
 
 
 class Kernel:
@@ -229,6 +230,11 @@ class ConvKernel(Kernel):
     # the number of input blocks is a run-time argument (`in_icb`), so convs that differ only in their
     # input channels share one function (DenseNet's 1x1 convs over a growing concat)
     icb_at_run: bool = False
+    # precision (compiler/precision.py): "bf16" reads a bf16 input and bf16 weight pairs (`vdpbf16ps` into
+    # f32 accumulators); the output and the residual may be bf16 tensors whatever the compute precision
+    dtype: str = "f32"
+    out_dtype: str = "f32"
+    res_dtype: str = "f32"
 
     # the destination's channel blocks and this conv's first block in it are run-time arguments,
     # so the branches of a concat written in place share one kernel
@@ -252,11 +258,12 @@ class ConvKernel(Kernel):
         sp = math.prod(self.in_dims)
         out_sp = math.prod(self.out_full or self.pooled)
         out = {"input": (Expect(self.cin, sp, "plain") if self.in_plain else
-                         Expect(self.cin, sp, "blocked", consts["in_blocks"], consts["in_offset"])),
+                         Expect(self.cin, sp, "blocked", consts["in_blocks"], consts["in_offset"], self.dtype)),
                "output": (Expect(self.cout, out_sp, "plain") if self.out_plain else
-                          Expect(self.cout, out_sp, "blocked", consts["out_blocks"], consts["out_offset"]))}
+                          Expect(self.cout, out_sp, "blocked", consts["out_blocks"], consts["out_offset"],
+                                 self.out_dtype))}
         if self.epilogue.residual:
-            out["residual"] = Expect(self.cout, math.prod(self.out_dims), "blocked", self.ob)
+            out["residual"] = Expect(self.cout, math.prod(self.out_dims), "blocked", self.ob, dtype=self.res_dtype)
         if self.gated:
             out["sample_weights"] = Expect(self.packed_floats, 1, "plain")
         return out
@@ -265,6 +272,22 @@ class ConvKernel(Kernel):
     def packed_floats(self) -> int:
         """Floats of the packed weights (groups == 1; see pack.pack_conv): the same for every schedule."""
         return self.ob * VL * self.icb_per_group * self.ic_inner * math.prod(self.kernel)
+
+    # ---- precision ----
+    @property
+    def computes_bf16(self) -> bool:
+        """Whether the conv can reduce in bf16: a blocked input read in channel pairs (an odd
+        channel count pairs its last channel with a padding lane, +0 in a bf16 tensor), weights
+        packed per conv (no per-sample gate, no depthwise, no transposed phases)."""
+        return not self.in_plain and not self.depthwise and not self.gated and self.out_full is None
+
+    @property
+    def stores_bf16(self) -> bool:
+        """Whether the conv can store a bf16 output: each output element written once, from registers
+        (not the user's plain output, no pool that combines rows in memory or scales them after)."""
+        p = self.pool
+        combines = p is not None and (p.kind == "avg" or p.kernel[0] > 1 or p.kernel[1] > 1)
+        return not self.out_plain and self.out_full is None and not combines
 
     # ---- derived geometry ----
     @property
@@ -343,6 +366,8 @@ class ConvKernel(Kernel):
         parts = ["fused", *([self.gated] if self.gated else []), conv, *self.epilogue.name_parts()]
         if self.pool:
             parts.append(f"{self.pool.kind}pool{self.nd}d")
+        if self.dtype != "f32":
+            parts.append(self.dtype)
         return "_".join(parts)
 
     def items(self) -> int:
@@ -408,6 +433,28 @@ class Reorder(Kernel):
     def items(self) -> int:
         if self.kind == "to_flat":
             return cblocks(self.c * math.prod(self.dims))
+        return cblocks(self.c)
+
+
+@dataclass(frozen=True)
+class Cast(Kernel):
+    """A blocked f32 tensor (or a channel slice of one) rounded to a blocked bf16 tensor (round to
+    nearest even), for a conv that reads bf16; padding lanes become +0. Work items: (n, channel block)."""
+
+    c: int
+    spatial: int
+
+    ARGS = (("input", IN), ("output", OUT), ("in_blocks", CONST), ("in_offset", CONST))
+
+    @property
+    def name(self) -> str:
+        return "to_bf16"
+
+    def expects(self, consts):
+        return {"input": Expect(self.c, self.spatial, "blocked", consts["in_blocks"], consts["in_offset"]),
+                "output": Expect(self.c, self.spatial, dtype="bf16")}
+
+    def items(self) -> int:
         return cblocks(self.c)
 
 
@@ -518,6 +565,7 @@ class LinearKernel(Kernel):
     epilogue: Epilogue = field(default_factory=Epilogue)
     in_c: int = 0  # the input tensor's channels (fin rounds them up to whole blocks)
     in_spatial: int = 1
+    dtype: str = "f32"  # "bf16": a bf16 input and weight pairs [output block][fin / 2][16] (compiler/precision.py)
 
     NB = 4
     unit = NB
@@ -526,10 +574,14 @@ class LinearKernel(Kernel):
 
     @property
     def name(self) -> str:
-        return "_".join(["fused_linear"] + self.epilogue.name_parts())
+        return "_".join(["fused_linear"] + self.epilogue.name_parts() + ([self.dtype] if self.dtype != "f32" else []))
 
     def expects(self, consts):
-        return {"input": Expect(self.in_c, self.in_spatial), "output": Expect(self.cout, 1)}
+        return {"input": Expect(self.in_c, self.in_spatial, dtype=self.dtype), "output": Expect(self.cout, 1)}
+
+    def macs(self) -> int:
+        """Multiply-accumulates per sample."""
+        return self.cout * self.in_c * self.in_spatial
 
     def items(self) -> int:
         return cblocks(self.cout)

@@ -61,7 +61,7 @@ from .kernels import (
     cblocks,
 )
 from .lower_more import MoreLowerings, Values
-from .pack import as3d, pack_conv, pad_channels
+from .pack import as3d, pack_conv, pack_linear, pad_channels
 from .plan import INPUT_T, CompilerBug, OUTPUT_T, BatchArg, ConstArg, PendingWeight, Plan, Step, Tensor, TensorArg, WeightArg
 
 
@@ -403,7 +403,7 @@ class _Lowerer(MoreLowerings):
         wp = wp.reshape(cblocks(cout), VL, fin).transpose(0, 2, 1)
         kern = LinearKernel(fin, cout, Epilogue(bias=True, ops=ops), c, S)
         out = self.new_tensor(cout, (1, 1, 1))
-        self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(wp),
+        self.step(kern, group.nodes, input=TensorArg(src), weights=self.weight(wp, pack_linear),
                   bias=self.weight(pad_channels(b, cout)), output=TensorArg(out), batch=BatchArg(),
                   act_params=self.act_params(group.nodes[1:], cout))
         self.macs += node.macs

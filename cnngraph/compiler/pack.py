@@ -3,7 +3,8 @@
 Packed layouts match the emitters' loads exactly:
 
 * conv: [oc group][input block][kd][kh][kw][input channel][V][16], zeros where
-  a (group-unaligned) channel pair is not connected or is padding;
+  a (group-unaligned) channel pair is not connected or is padding; a bf16 conv reads
+  [input channel pair][V][16] words of two bf16 (`_pairs`);
 * depthwise: [channel block][kd][kh][kw][16];
 * linear: see `pack_linear`.
 """
@@ -31,8 +32,66 @@ def pad_channels(v: np.ndarray | None, c: int) -> np.ndarray:
     return out
 
 
+def bf16_bits(a) -> np.ndarray:
+    """float32 values rounded to bf16 (round to nearest even; NaN stays a quiet NaN), as uint16 bits.
+    Done in chunks, so the temporaries stay small next to a large weight.
+
+    >>> bf16_bits(np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-8, -2.5, np.inf], np.float32)).tolist()
+    [16256, 16256, 16258, 49184, 32640]
+    """
+    a = np.ascontiguousarray(a, np.float32)
+    flat, out = a.reshape(-1), np.empty(a.size, np.uint16)
+    for i in range(0, flat.size, 1 << 22):
+        x = flat[i:i + (1 << 22)]
+        u = x.view(np.uint32)
+        r = (u >> 16) & 1
+        r += 0x7FFF
+        r += u  # wraps around only for NaNs, which are replaced below
+        r >>= 16
+        o = out[i:i + (1 << 22)]
+        o[...] = r
+        nan = np.isnan(x)
+        o[nan] = (u[nan] >> 16) | 0x40
+    return out.reshape(a.shape)
+
+
+def bf16_round(a) -> np.ndarray:
+    """float32 values rounded to bf16 and back (what a bf16 tensor holds).
+
+    >>> bf16_round(np.array([1 + 2**-9, 3.14159], np.float32)).tolist()
+    [1.0, 3.140625]
+    """
+    return (bf16_bits(a).astype(np.uint32) << 16).view(np.float32).reshape(np.shape(a))
+
+
+def _pairs(packed: np.ndarray) -> np.ndarray:
+    """A packed conv weight (..., ici, V, 16) as bf16 pairs of input channels (..., ici/2, V, 16) in
+    float32 words: the even channel in the low half, as `vdpbf16ps` reads a pair; an odd channel count
+    gets a zero weight for the padding lane it pairs with."""
+    *lead, ici, v, lanes = packed.shape
+    if ici % 2:
+        packed = np.concatenate([packed, np.zeros((*lead, 1, v, lanes), packed.dtype)], axis=-3)
+        ici += 1
+    p = np.moveaxis(packed.reshape(*lead, ici // 2, 2, v, lanes), -3, -1)
+    return np.ascontiguousarray(bf16_bits(p)).view(np.uint32).view(np.float32).reshape(*lead, ici // 2, v, lanes)
+
+
+def pack_linear(k, packed: np.ndarray) -> np.ndarray:
+    """A linear layer's weights, packed [output block][fin][16] when lowered, in bf16 pairs
+    [output block][fin / 2][16] for a bf16 kernel."""
+    if k.dtype != "bf16":
+        return packed
+    ob, fin, lanes = packed.shape
+    return _pairs(packed.reshape(ob, fin, 1, lanes)).reshape(ob, -1, lanes)
+
+
 def pack_conv(k: ConvKernel, weight: np.ndarray) -> np.ndarray:
-    """Pack a (Cout, Cin/groups, *kernel) weight for kernel `k`."""
+    """Pack a (Cout, Cin/groups, *kernel) weight for kernel `k` (in bf16 pairs for a bf16 conv)."""
+    packed = _pack_conv(k, weight)
+    return _pairs(packed) if k.dtype == "bf16" else packed
+
+
+def _pack_conv(k: ConvKernel, weight: np.ndarray) -> np.ndarray:
     kd, kh, kw = k.kernel
     cout, cin, g = k.cout, k.cin, k.groups
     w = np.asarray(weight, np.float32).reshape(cout, cin // g, kd, kh, kw)

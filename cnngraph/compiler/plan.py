@@ -4,6 +4,7 @@ from one plan to the next. The passes, in order (see `PASSES`):
     fuse       graph -> fusion groups (fuse.py: the fusion rule)
     lower      groups -> steps: kernel descriptors with named, typed arguments over
                planned tensors, each with a dtype and a layout (lower.py)
+    precision  which convs reduce in bf16 and which tensors are stored as bf16 (precision.py)
     schedule   a tiling per kernel for the target, stored in its descriptor (schedule.py)
     pack       weights into the layouts the scheduled kernels read (pack.py)
     allocate   buffer liveness -> workspace offsets (memory.py)
@@ -33,6 +34,7 @@ from .kernels import VL, cblocks
 from .target import Target
 
 INPUT_T, OUTPUT_T = 0, 1  # ids of the user's input and output arrays
+ITEMSIZE = {"f32": 4, "bf16": 2}  # bytes per element of a planned tensor's dtype
 
 
 class CompilerBug(CnnGraphError):
@@ -67,9 +69,10 @@ class Tensor:
     @property
     def nbytes(self) -> int:
         """Bytes per sample of the tensor's own storage (a root)."""
+        item = ITEMSIZE[self.dtype]
         if self.layout == "plain":
-            return 4 * self.c * self.spatial
-        return 4 * cblocks(self.c) * VL * self.spatial
+            return item * self.c * self.spatial
+        return item * cblocks(self.c) * VL * self.spatial
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ class Plan:
     offsets: Mapping = field(default_factory=lambda: MappingProxyType({}))  # root tensor -> bytes per sample
     workspace: int = 0  # bytes per sample
     macs: int = 0
+    precision: str = "f32"  # what the convolutions compute in (target.resolve_precision)
 
     def describe(self) -> str:
         """One line per step: kernel name and the layers it covers (DEBUG level 2)."""
@@ -237,18 +241,19 @@ def passes():
     from .lower import lower
     from .memory import allocate
     from .pack import pack
+    from .precision import precision
     from .schedule import schedule
     from .verify import verify
-    return (fuse, lower, schedule, pack, allocate, verify)
+    return (fuse, lower, precision, schedule, pack, allocate, verify)
 
 
-def build_plan(graph, weights, target: Target | None = None) -> Plan:
+def build_plan(graph, weights, target: Target | None = None, precision: str = "f32") -> Plan:
     """Run the passes on `graph` with checked float32 `weights` (name -> array) for `target`
-    (default: this machine)."""
+    (default: this machine), the convolutions computing in `precision` ('f32', 'bf16', 'auto')."""
+    from .target import resolve_precision, select
     if target is None:
-        from .target import select
         target = select()
-    plan = Plan(graph, MappingProxyType(dict(weights)), target)
+    plan = Plan(graph, MappingProxyType(dict(weights)), target, precision=resolve_precision(precision, target))
     for p in passes():
         plan = p(plan)
     return plan

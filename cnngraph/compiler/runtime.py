@@ -181,7 +181,7 @@ class CompiledNet:
 
     Attributes (read-only): `graph`, `weights` (the float32 weights it was built from),
     `plan`, `input_shape`, `output_shape`, `threads`, `cached` (kernels loaded from the disk
-    cache), `target`.
+    cache), `target`, `precision` ('f32' or 'bf16': what its convolutions compute in).
     """
 
     __slots__ = ("graph", "weights", "plan", "input_shape", "output_shape", "threads", "cached", "poison",
@@ -210,6 +210,10 @@ class CompiledNet:
         s(self, "_free", [])
         s(self, "_limit", memory_limit())
 
+    @property
+    def precision(self) -> str:
+        return self.plan.precision
+
     def __setattr__(self, key, value):
         raise AttributeError(f"a CompiledNet is immutable (cannot set '{key}'); pass threads= per call instead")
 
@@ -218,7 +222,8 @@ class CompiledNet:
 
     def __repr__(self):
         return (f"CompiledNet({self.graph.name!r}, input (N, {', '.join(map(str, self.input_shape))}), "
-                f"{len(self.plan.steps)} native steps, threads={self.threads}, target={self.target.name})")
+                f"{len(self.plan.steps)} native steps, threads={self.threads}, target={self.target.name}, "
+                f"precision={self.precision})")
 
     def check_input(self, x) -> np.ndarray:
         """x as a C-contiguous float32 array of shape (N, *input_shape), else ValueError."""

@@ -45,6 +45,12 @@ class Target:
     def has(self, feature: str) -> bool:
         return f"+{feature}" in self.features.split(",")
 
+    @property
+    def bf16_dot(self) -> bool:
+        """Whether the target has bf16 dot products on 16 f32 lanes (`vdpbf16ps`, AVX512-BF16): twice
+        the multiply-adds of an f32 FMA per instruction."""
+        return self.vector_bits == 512 and self.has("avx512bf16")
+
     def key(self) -> str:
         return f"{self.name}|{self.cpu}|{self.features}|{self.vector_bits}|{self.vector_registers}"
 
@@ -70,6 +76,26 @@ def host() -> Target:
 
 
 TARGETS = {"avx2": lambda: AVX2}
+PRECISIONS = ("f32", "bf16", "auto")
+
+
+def resolve_precision(precision: str, target: Target) -> str:
+    """The precision the convolutions compute in: 'f32', or 'bf16' (bf16 inputs and weights, f32
+    accumulation and epilogue; see `compiler/precision.py`). 'auto' is bf16 where the target has bf16
+    dot products, else f32; 'bf16' on a target without them is an error.
+
+    >>> resolve_precision("auto", AVX2), resolve_precision("f32", AVX2)
+    ('f32', 'f32')
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"expected a precision of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if target.bf16_dot else "f32"
+    if precision == "bf16" and not target.bf16_dot:
+        from ..errors import CnnGraphError
+        raise CnnGraphError(f"precision 'bf16' needs a CPU with AVX512-BF16 (bf16 dot products); the target "
+                            f"'{target.name}' ({target.cpu}) has none — use precision 'f32' (or 'auto')")
+    return precision
 
 
 def select(name: str | None = None) -> Target:

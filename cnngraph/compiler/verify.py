@@ -2,7 +2,7 @@
 mistake is a clear `CompilerBug`, never a wrong answer or a crash.
 
 - every tensor argument matches the tensor it points to (channels, positions,
-  layout, slice), and weights and the batch are where the kernel wants them;
+  layout, slice, element type), and weights and the batch are where the kernel wants them;
 - every element a step reads was written by an earlier step (padding lanes of a
   channel block included: consumers read whole vectors), and the user's output
   is completely written;
@@ -58,6 +58,9 @@ def _check_args(plan: Plan, i: int):
             else:
                 got = (t.c, t.spatial, "blocked", t.total_blocks, t.cb_off)
                 want = (e.c, e.spatial, e.layout, e.cb_total or cblocks(e.c), e.cb_off)
+            if plan.root(a.tensor).dtype != e.dtype:
+                _fail(plan, i, f"argument '{name}' expects {e.dtype} elements, but tensor {a.tensor} holds "
+                               f"{plan.root(a.tensor).dtype}")
             if got != want:
                 _fail(plan, i, f"argument '{name}' expects (channels, positions, layout[, blocks, offset]) "
                                f"{want}, but tensor {a.tensor} is {got}")
