@@ -89,6 +89,9 @@ layers:
   - conv: {name: e, from: c, out: 16, kernel: 1}
   - add: {from: [d, e]}
 """,
+    # a max pool fused over rows (combined in the bf16 output row) after channels that are not whole blocks
+    "maxpool_rows": "input: [6, 11, 11]\nlayers: [relu, {conv: {out: 20, kernel: 3, padding: 1}}, relu, "
+                    "{maxpool: {kernel: 2, ceil_mode: true}}, {conv: {out: 16, kernel: 3, padding: 1}}]",
     "dilated_3d": "input: [4, 6, 7, 7]\nlayers: [relu, {conv: {out: 18, kernel: 3, dilation: 2, padding: 2}}, relu, "
                   "{conv: {out: 16, kernel: [1, 3, 3], stride: [1, 2, 2]}}]",
 }

@@ -190,7 +190,7 @@ class ConvEmitter:
             init = splat(NEG_INF if k.pool.kind == "max" else 0.0)
             with b.loop(0, self.QW, name="init") as qw:
                 for v in range(V):
-                    b.vstore(init, self.out_row, b.iadd(b.imul(qw, VL), v * self.q_plane))
+                    self._put(v, b.iadd(b.imul(qw, VL), v * self.q_plane), init)
         self._window_dim(qd, 0, lambda od: self._window_dim(qh, 1, lambda oh: self._conv_row(od, oh)))
         if k.pool and k.pool.kind == "avg":
             self._avg_scale(qd, qh)
@@ -284,14 +284,19 @@ class ConvEmitter:
                 continue
             off = b.iadd(b.imul(qw, self.step_w * VL), v * self.q_plane)
             x = pooled[v]
-            if self.rmw:
-                x = self._combine(b.vload(self.out_row, off), x)
-            if self.k.out_dtype == "bf16":
-                if self.zero_pad is not None:
-                    x = b.select(self.zero_pad[v], x, splat(0.0))
-                b.store_bf16(x, self.out_row, off)
-            else:
-                b.vstore(x, self.out_row, off)
+            if self.rmw:  # (in bf16 only a max pool: max of rounded values = the rounded max)
+                x = self._combine((b.load_bf16 if self.k.out_dtype == "bf16" else b.vload)(self.out_row, off), x)
+            self._put(v, off, x)
+
+    def _put(self, v, off, x):
+        """Store output vector v at element `off` of the output row, as the output's dtype."""
+        b = self.b
+        if self.k.out_dtype == "bf16":
+            if self.zero_pad is not None:
+                x = b.select(self.zero_pad[v], x, splat(0.0))
+            b.store_bf16(x, self.out_row, off)
+        else:
+            b.vstore(x, self.out_row, off)
 
     # ---- fast path: a register tile, no bounds checks along W ----
     def _fast_tile(self, qw0, tp):

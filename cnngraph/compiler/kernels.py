@@ -283,11 +283,10 @@ class ConvKernel(Kernel):
 
     @property
     def stores_bf16(self) -> bool:
-        """Whether the conv can store a bf16 output: each output element written once, from registers
-        (not the user's plain output, no pool that combines rows in memory or scales them after)."""
-        p = self.pool
-        combines = p is not None and (p.kind == "avg" or p.kernel[0] > 1 or p.kernel[1] > 1)
-        return not self.out_plain and self.out_full is None and not combines
+        """Whether the conv can store a bf16 output: not the user's plain output, no transposed phases,
+        no average pool (it sums rows in memory and scales them after; a max pool combining rows
+        in memory is exact in bf16: the max of rounded values is the rounded max)."""
+        return not self.out_plain and self.out_full is None and not (self.pool and self.pool.kind == "avg")
 
     # ---- derived geometry ----
     @property
@@ -466,17 +465,21 @@ class PoolOp(Kernel):
     c: int
     in_dims: Dims
     pool: Pool
+    in_dtype: str = "f32"  # either may be bf16 (compiler/precision.py): the arithmetic is f32
+    out_dtype: str = "f32"
 
     # the input may be a channel slice of a larger tensor (U-Net's skip, written in its concat's slice)
     ARGS = (("input", IN), ("output", OUT), ("in_blocks", CONST), ("in_offset", CONST))
 
     @property
     def name(self) -> str:
-        return f"{self.pool.kind}pool"
+        dt = sorted({self.in_dtype, self.out_dtype} - {"f32"})
+        return "_".join([f"{self.pool.kind}pool", *dt])
 
     def expects(self, consts):
-        return {"input": Expect(self.c, math.prod(self.in_dims), "blocked", consts["in_blocks"], consts["in_offset"]),
-                "output": Expect(self.c, math.prod(self.pool.out))}
+        return {"input": Expect(self.c, math.prod(self.in_dims), "blocked", consts["in_blocks"], consts["in_offset"],
+                                self.in_dtype),
+                "output": Expect(self.c, math.prod(self.pool.out), dtype=self.out_dtype)}
 
     def items(self) -> int:
         return cblocks(self.c) * self.pool.out[0] * self.pool.out[1]

@@ -7,9 +7,10 @@ What bf16 means here (the contract `tests/test_precision.py` checks):
   add and the pool run on the float32 accumulators, as in an f32 plan;
 - values are rounded to bf16 with round-to-nearest-even (weights once when packed, in numpy;
   activations by `vcvtneps2bf16` when a kernel stores them, which also flushes denormals to 0);
-- a tensor is stored as bf16 when its one writer is a conv that can store bf16 and every reader
-  is a bf16 conv or linear layer (as its input) or a conv epilogue (as its residual); any other
-  tensor stays f32,
+- a tensor is stored as bf16 when its one writer is a conv that can store bf16 or a pool, every
+  reader is a bf16 conv or linear layer, a pool (as its input; a pool's arithmetic is f32 on either
+  dtype, and a max pool commutes with rounding) or a conv epilogue (as its residual), and some
+  reader gains from it (a bf16 kernel, or a pool whose output is bf16); any other tensor stays f32,
   and a bf16 conv reading one gets a `Cast` step (f32 -> bf16) before it, shared by the convs
   that read the same value;
 - a linear layer reads a bf16 input and bf16 weight pairs the same way (its weights are half the
@@ -20,7 +21,7 @@ What bf16 means here (the contract `tests/test_precision.py` checks):
     of the output's scale) for 1-5% of speed (a blocked bf16 copy of the input, tried);
   - depthwise convs: reading a bf16 input measured no faster (MobileNetV2 and EfficientNet-B0 at
     batch 8 within 5%, batch 1 slower) and is less exact;
-  - pools, elementwise kernels, the user's output.
+  - elementwise kernels, the user's output.
 
 The padding lanes of a bf16 tensor hold +0 (writers mask them), so a conv that reduces over a
 whole block of channel pairs never multiplies a zero weight by an infinity a rounding made.
@@ -41,7 +42,7 @@ from collections import defaultdict
 from dataclasses import replace
 from types import MappingProxyType
 
-from .kernels import OUT, Cast, ConvKernel, LinearKernel, cblocks
+from .kernels import OUT, Cast, ConvKernel, LinearKernel, PoolOp, cblocks
 from .plan import INPUT_T, OUTPUT_T, ConstArg, Plan, Step, Tensor, TensorArg
 
 
@@ -57,22 +58,31 @@ def _accesses(steps):
 
 
 def _bf16_tensors(plan: Plan, bf: set[int]) -> set[int]:
-    """The tensors stored as bf16 (see the module's rule)."""
+    """The tensors stored as bf16 (see the module's rule). Later tensors are decided first, so a
+    pool's output is known when its input is."""
     steps, tensors = plan.steps, plan.tensors
     writers, readers = _accesses(steps)
     viewed = {t.root for t in tensors.values() if t.root is not None}
-    out = set()
-    for tid, t in tensors.items():
-        if (tid in (INPUT_T, OUTPUT_T) or t.root is not None or tid in viewed or t.flat_of
-                or t.layout != "blocked" or len(writers[tid]) != 1):
+    out: set[int] = set()
+    candidates = sorted(((writers[tid][0][0], tid) for tid, t in tensors.items()
+                         if tid not in (INPUT_T, OUTPUT_T) and t.root is None and tid not in viewed
+                         and not t.flat_of and t.layout == "blocked" and len(writers[tid]) == 1), reverse=True)
+    for w, tid in candidates:
+        k = steps[w].kernel
+        if not ((isinstance(k, ConvKernel) and k.stores_bf16) or isinstance(k, PoolOp)):
             continue
-        w = steps[writers[tid][0][0]]
-        if not (isinstance(w.kernel, ConvKernel) and w.kernel.stores_bf16):
-            continue
+
+        def gains(i, n):  # a reader that multiplies in bf16, or a pool whose output is bf16
+            if n != "input":
+                return False
+            return i in bf or (isinstance(steps[i].kernel, PoolOp) and steps[i].arg("output").tensor in out)
+
+        def accepts(i, n):  # a pool reads either dtype; a conv epilogue reads its residual as either
+            return gains(i, n) or (n == "input" and isinstance(steps[i].kernel, PoolOp)) or (
+                n == "residual" and isinstance(steps[i].kernel, ConvKernel))
+
         reads = readers[tid]
-        as_input = [i for i, n in reads if n == "input" and i in bf]
-        if as_input and all((i in bf and n == "input") or (isinstance(steps[i].kernel, ConvKernel) and n == "residual")
-                            for i, n in reads):
+        if any(gains(i, n) for i, n in reads) and all(accepts(i, n) for i, n in reads):
             out.add(tid)
     return out
 
@@ -118,6 +128,9 @@ def precision(plan: Plan) -> Plan:
     out = []
     for i, s in enumerate(steps):
         k, args = s.kernel, dict(s.args)
+        if isinstance(k, PoolOp):  # f32 arithmetic between whatever its tensors hold
+            k = replace(k, in_dtype=tensors[plan.root(args["input"].tensor).id].dtype,
+                        out_dtype=tensors[args["output"].tensor].dtype)
         if isinstance(k, ConvKernel):
             res = args.get("residual")
             k = replace(k, out_dtype=tensors[args["output"].tensor].dtype,
