@@ -19,6 +19,7 @@ runtime bounds. Along D and H the valid tap range is computed per row.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 from llvmlite import ir
@@ -105,9 +106,9 @@ class ConvEmitter:
         self.b = b
         self.math = VecMath(b)
         # element addresses of the input, the residual and the output, by their dtypes
-        self.xptr = b.hptr if self.bf16 else b.fptr
-        self.rptr = b.hptr if k.res_dtype == "bf16" else b.fptr
-        self.optr = b.hptr if k.out_dtype == "bf16" else b.fptr
+        self.xptr = functools.partial(b.eptr, k.dtype)
+        self.rptr = functools.partial(b.eptr, k.res_dtype)
+        self.optr = functools.partial(b.eptr, k.out_dtype)
         _, start, end = fn.args
         a = kernel_args(b, fn, k)
         self.p_in, self.p_w, self.p_bias, self.p_res, self.p_out, self.p_aff = (
@@ -262,8 +263,7 @@ class ConvEmitter:
         for v, x in enumerate(vals):
             if ep.bias:
                 x = b.fadd(x, self.bias[v])
-            load = b.load_bf16 if self.k.res_dtype == "bf16" else b.vload
-            res = (lambda v=v: load(self.res_row, b.iadd(b.imul(ow, VL), v * self.o_plane))) \
+            res = (lambda v=v: b.vload_as(self.k.res_dtype, self.res_row, b.iadd(b.imul(ow, VL), v * self.o_plane))) \
                 if ep.residual else None
             x = apply_ops(self.math, ep.ops, x, res, self.scale[v] if ep.affine else None,
                           self.shift[v] if ep.affine else None, self.act[v].__getitem__)
@@ -285,18 +285,12 @@ class ConvEmitter:
             off = b.iadd(b.imul(qw, self.step_w * VL), v * self.q_plane)
             x = pooled[v]
             if self.rmw:  # (in bf16 only a max pool: max of rounded values = the rounded max)
-                x = self._combine((b.load_bf16 if self.k.out_dtype == "bf16" else b.vload)(self.out_row, off), x)
+                x = self._combine(b.vload_as(self.k.out_dtype, self.out_row, off), x)
             self._put(v, off, x)
 
     def _put(self, v, off, x):
         """Store output vector v at element `off` of the output row, as the output's dtype."""
-        b = self.b
-        if self.k.out_dtype == "bf16":
-            if self.zero_pad is not None:
-                x = b.select(self.zero_pad[v], x, splat(0.0))
-            b.store_bf16(x, self.out_row, off)
-        else:
-            b.vstore(x, self.out_row, off)
+        self.b.vstore_as(self.k.out_dtype, x, self.out_row, off, self.zero_pad[v] if self.zero_pad else None)
 
     # ---- fast path: a register tile, no bounds checks along W ----
     def _fast_tile(self, qw0, tp):

@@ -266,16 +266,11 @@ def emit_pool(module, k: PoolOp, symbol: str):
         hi = b.imin(hi, p.kernel[d])
         return lo, b.imax(hi, lo), base
 
-    half_in, half_out = k.in_dtype == "bf16", k.out_dtype == "bf16"
-    load = b.load_bf16 if half_in else b.vload
-
     def body(n, c, qd, qh, r2):
-        inp = (b.hptr if half_in else b.fptr)(src, b.imul(b.iadd(b.iadd(b.imul(n, in_blocks), in_offset), c),
-                                                           ID * IH * IW * VL))
-        out = (b.hptr if half_out else b.fptr)(dst, b.imul(b.iadd(b.imul(b.iadd(b.imul(n, cb), c), QD * QH), r2),
-                                                            QW * VL))
-        # a bf16 tensor's padding lanes hold +0 (a window wholly in padding would leave -inf there)
-        real = b.lane_mask(b.sub(i64(k.c), b.imul(c, VL))) if half_out and k.c % VL else None
+        inp = b.eptr(k.in_dtype, src, b.imul(b.iadd(b.iadd(b.imul(n, in_blocks), in_offset), c), ID * IH * IW * VL))
+        out = b.eptr(k.out_dtype, dst, b.imul(b.iadd(b.imul(b.iadd(b.imul(n, cb), c), QD * QH), r2), QW * VL))
+        # a bf16 output's padding lanes are zeroed (a window wholly in padding would leave -inf there)
+        real = b.lane_mask(b.sub(i64(k.c), b.imul(c, VL))) if k.c % VL else None
         d_lo, d_hi, d0 = taps(qd, 0)
         h_lo, h_hi, h0 = taps(qh, 1)
         with b.loop(0, QW, name="qw") as qw:
@@ -288,7 +283,7 @@ def emit_pool(module, k: PoolOp, symbol: str):
                     row = b.imul(b.iadd(b.imul(dd, IH), hh), IW)
                     with b.loop(w_lo, w_hi, name="pw") as t:
                         ww = b.iadd(w0, b.imul(t, p.dilation[2]))
-                        x = load(inp, b.imul(b.iadd(row, ww), VL))
+                        x = b.vload_as(k.in_dtype, inp, b.imul(b.iadd(row, ww), VL))
                         a = b.load(acc, typ=VEC)
                         b.store(b.vmax(a, x) if is_max else b.fadd(a, x), acc)
             y = b.load(acc, typ=VEC)
@@ -297,10 +292,7 @@ def emit_pool(module, k: PoolOp, symbol: str):
                                   b.load(b.gep(tables[1], [i64(0), qh], inbounds=True), typ=F32)),
                            b.load(b.gep(tables[2], [i64(0), qw], inbounds=True), typ=F32))
                 y = b.fmul(y, b.bcast(f))
-            if half_out:
-                b.store_bf16(y if real is None else b.select(real, y, splat(0.0)), out, b.imul(qw, VL))
-            else:
-                b.vstore(y, out, b.imul(qw, VL))
+            b.vstore_as(k.out_dtype, y, out, b.imul(qw, VL), real)
 
     block_rows(b, fn, cb, QD, QH, body)
     b.ret_void()
@@ -397,7 +389,7 @@ def emit_linear(module, k: LinearKernel, symbol: str):
 
     def samples(n0, nb, o):
         """out[n0 .. n0+nb) at output block o; U independent accumulators per sample hide FMA latency."""
-        rows = [(b.hptr if bf16 else b.fptr)(src, b.imul(b.iadd(n0, j), k.fin)) for j in range(nb)]
+        rows = [b.eptr(k.dtype, src, b.imul(b.iadd(n0, j), k.fin)) for j in range(nb)]
         wo = b.fptr(w, b.imul(o, steps * VL))
         for r in acc[:nb]:
             for s in r:
@@ -601,7 +593,7 @@ def emit_cast(module, k: Cast, symbol: str):
         real = b.lane_mask(b.sub(i64(k.c), b.imul(r, VL))) if k.c % VL else None
         with b.loop(0, S, name="s") as s:
             x = b.vload(src, b.imul(s, VL))
-            b.store_bf16(x if real is None else b.select(real, x, splat(0.0)), dst, b.imul(s, VL))
+            b.vstore_as("bf16", x, dst, b.imul(s, VL), real)
 
     _items(b, fn, cb, body)
     b.ret_void()

@@ -126,6 +126,22 @@ class Builder(ir.IRBuilder):
         fn = self._decl("llvm.x86.avx512bf16.cvtneps2bf16.512", BF16_VEC, [VEC])
         self.store(self.bitcast(self.call(fn, [val]), H16), self.hptr(base, offset), align=2)
 
+    def eptr(self, dtype, base, offset):
+        """Address of element `offset` after `base` in a tensor of `dtype` ('f32' or 'bf16')."""
+        return (self.hptr if dtype == "bf16" else self.fptr)(base, offset)
+
+    def vload_as(self, dtype, base, offset=0):
+        """16 values of a tensor of `dtype` at element `offset`, as f32."""
+        return self.load_bf16(base, offset) if dtype == "bf16" else self.vload(base, offset)
+
+    def vstore_as(self, dtype, val, base, offset=0, real=None):
+        """Store 16 f32 values into a tensor of `dtype`; into bf16, lanes outside the mask `real` (None:
+        all are real) become +0, as a bf16 tensor's padding lanes must (see compiler/precision.py)."""
+        if dtype != "bf16":
+            self.vstore(val, base, offset)
+            return
+        self.store_bf16(val if real is None else self.select(real, val, splat(0.0)), base, offset)
+
     def pair_bcast(self, base, offset):
         """The bf16 pair at (even) element `offset` in all 16 lanes, as a dot-product operand."""
         return self.bitcast(self.bcast_i32(self.load(self.hptr(base, offset), typ=I32, align=4)), BF16_PAIRS)

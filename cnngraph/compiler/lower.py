@@ -62,7 +62,8 @@ from .kernels import (
 )
 from .lower_more import MoreLowerings, Values
 from .pack import as3d, pack_conv, pack_linear, pad_channels
-from .plan import INPUT_T, CompilerBug, OUTPUT_T, BatchArg, ConstArg, PendingWeight, Plan, Step, Tensor, TensorArg, WeightArg
+from .plan import (INPUT_T, OUTPUT_T, BatchArg, CompilerBug, ConstArg, PendingWeight, Plan, Step, Tensor, TensorArg,
+                   WeightArg, named)
 
 
 def gemm_rows(pixels: int, out_blocks: int, min_items: int = 16, min_row: int = 64) -> tuple[int, int]:
@@ -95,8 +96,6 @@ class _Lowerer(MoreLowerings):
         self.steps: list[Step] = []
         self.weights: list[PendingWeight] = []
         self.macs = 0
-        self.names: dict = {}  # kernel descriptor -> display name
-        self.name_count: dict = {}
         self.blocked_input: int | None = None
         self.group_of = {n: g for g in plan.groups for n in g.all_nodes}
         self.readers: dict[str, list] = {}
@@ -118,32 +117,12 @@ class _Lowerer(MoreLowerings):
         self.weights.append(PendingWeight(np.asarray(arr), packer))
         return WeightArg(len(self.weights) - 1)
 
-    def display_name(self, kernel) -> str:
-        """One name per native function: steps whose kernels share code (`Kernel.code_key`) share it."""
-        key = kernel.code_key()
-        if key not in self.names:
-            base = kernel.name
-            n = self.name_count.get(base, 0)
-            self.name_count[base] = n + 1
-            self.names[key] = base if n == 0 else f"{base}_{n}"
-        return self.names[key]
-
-    def forget_name(self, kernel):
-        """Free the display name of the last step's kernel when nothing else uses it."""
-        key = kernel.code_key()
-        if any(s.kernel.code_key() == key for s in self.steps[:-1]):
-            return
-        base, n = kernel.name, self.name_count[kernel.name] - 1
-        if self.names.get(key) == (base if n == 0 else f"{base}_{n}"):
-            del self.names[key]
-            self.name_count[base] = n
-
     def step(self, kernel, nodes, **args):
         unknown = set(args) - {n for n, _ in kernel.args}
         if unknown:
             raise CompilerBug(f"{kernel.name}: no arguments named {sorted(unknown)}")
         ordered = tuple((n, args.get(n)) for n, _ in kernel.args)
-        self.steps.append(Step(kernel, self.display_name(kernel), tuple(nodes), ordered))
+        self.steps.append(Step(kernel, kernel.name, tuple(nodes), ordered))  # display names: `named`, at the end
 
     def params(self, node) -> dict:
         return {p: self.w[f"{node.name}.{p}"] for p in (*node.params, *node.buffers)}
@@ -261,7 +240,7 @@ class _Lowerer(MoreLowerings):
             handler(g, node, low)
         self.finish()
         return replace(self.plan, tensors=MappingProxyType(dict(self.tensors)),
-                       values=MappingProxyType({k: v for k, v in self.values.items()}), steps=tuple(self.steps),
+                       values=MappingProxyType({k: v for k, v in self.values.items()}), steps=named(self.steps),
                        weights=tuple(self.weights), macs=self.macs)
 
     def epilogue_of(self, group, is_conv):
@@ -565,8 +544,7 @@ class _Lowerer(MoreLowerings):
                                                            or getattr(last.kernel, "writes_plain", False)):
             # the last conv (or resample) writes straight into the user's array: no layout pass over the output
             kern = replace(last.kernel, out_plain=True)
-            self.forget_name(last.kernel)
-            self.steps[-1] = replace(last, kernel=kern, name=self.display_name(kern),
+            self.steps[-1] = replace(last, kernel=kern,
                                      args=tuple((n, TensorArg(OUTPUT_T) if n == "output" else a) for n, a in last.args))
             del self.tensors[tid]
         elif sole and t.spatial == 1 and t.c % VL == 0:

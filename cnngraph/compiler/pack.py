@@ -125,11 +125,15 @@ def _pack_conv(k: ConvKernel, weight: np.ndarray) -> np.ndarray:
 
 
 def packed_bytes(k, name: str, array) -> int:
-    """Bytes packing argument `name` of kernel `k` allocates (its dense intermediate included)."""
+    """Bytes packing argument `name` of kernel `k` allocates (its dense intermediate included; in bf16
+    also the f32 copy of the pairs and their 16-bit result)."""
     if isinstance(k, ConvKernel) and name == "weights" and not k.depthwise:
         cpad = k.cin if k.in_plain else cblocks(k.cin) * VL
-        return 2 * 4 * k.ob * VL * cpad * k.kernel[0] * k.kernel[1] * k.kernel[2]
-    return 2 * 4 * np.asarray(array).size
+        elements = k.ob * VL * cpad * k.kernel[0] * k.kernel[1] * k.kernel[2]
+    else:
+        elements = np.asarray(array).size
+    pairs = name == "weights" and getattr(k, "dtype", "f32") == "bf16"
+    return (2 * 4 + (4 + 2 if pairs else 0)) * elements
 
 
 def pack(plan: Plan) -> Plan:

@@ -215,6 +215,26 @@ class Plan:
         return out
 
 
+def named(steps) -> tuple:
+    """The steps with their display names: one per native function (steps whose kernels share code,
+    `Kernel.code_key`, share it), the kernel's name, numbered from the second distinct code on, in
+    first-use order.
+
+    >>> from cnngraph.compiler.kernels import Reorder
+    >>> [s.name for s in named([Step(Reorder("to_blocked", c, (1, 1, 4)), "", (), ()) for c in (3, 3, 5)])]
+    ['to_blocked', 'to_blocked', 'to_blocked_1']
+    """
+    names, count, out = {}, {}, []
+    for s in steps:
+        key = s.kernel.code_key()
+        if key not in names:
+            base = s.kernel.name
+            n = count.get(base, 0)
+            names[key], count[base] = (base if n == 0 else f"{base}_{n}"), n + 1
+        out.append(replace(s, name=names[key]))
+    return tuple(out)
+
+
 def aligned_empty(n: int, dtype=np.float32) -> np.ndarray:
     """n uninitialised elements starting on a 64-byte boundary: the kernels load whole zmm
     vectors, and a misaligned array splits every one of them across two cache lines."""
@@ -260,4 +280,4 @@ def build_plan(graph, weights, target: Target | None = None, precision: str = "f
 
 
 __all__ = ["INPUT_T", "OUTPUT_T", "BatchArg", "CompilerBug", "ConstArg", "Group", "PendingWeight", "Plan", "Step", "Tensor", "TensorArg",
-           "WeightArg", "aligned", "aligned_empty", "build_plan", "replace"]
+           "WeightArg", "aligned", "aligned_empty", "build_plan", "named", "replace"]

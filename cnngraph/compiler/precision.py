@@ -43,7 +43,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from .kernels import OUT, Cast, ConvKernel, LinearKernel, PoolOp, cblocks
-from .plan import INPUT_T, OUTPUT_T, ConstArg, Plan, Step, Tensor, TensorArg
+from .plan import INPUT_T, OUTPUT_T, ConstArg, Plan, Step, Tensor, TensorArg, named
 
 
 def _accesses(steps):
@@ -100,19 +100,6 @@ def _read_as(t: Tensor) -> tuple:
     return t.c, t.dims, t.total_blocks, t.cb_off
 
 
-def _renamed(steps):
-    """Display names again (one per native function, as `Lowerer.display_name` gives them)."""
-    names, count, out = {}, defaultdict(int), []
-    for s in steps:
-        key = s.kernel.code_key()
-        if key not in names:
-            base = s.kernel.name
-            names[key] = base if count[base] == 0 else f"{base}_{count[base]}"
-            count[base] += 1
-        out.append(replace(s, name=names[key]))
-    return tuple(out)
-
-
 def precision(plan: Plan) -> Plan:
     """The plan unchanged in f32; in bf16, its eligible convs reducing in bf16 over bf16 tensors."""
     if plan.precision == "f32":
@@ -155,4 +142,4 @@ def precision(plan: Plan) -> Plan:
                    if isinstance(a, TensorArg) and dict(s.kernel.args)[n] == OUT}
         casts = {src: c for src, c in casts.items() if plan.root(src).id not in written}
         out.append(s)
-    return replace(plan, steps=_renamed(out), tensors=MappingProxyType(tensors))
+    return replace(plan, steps=named(out), tensors=MappingProxyType(tensors))
